@@ -1,0 +1,42 @@
+# plantwatch — `make run` shows a live plant, `make test` proves it. `make help` lists targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv and install plantwatch with its dev tools
+
+run: $(STAMP) ## run the embedded plant with a live view (ARGS="--machines 50 --speed 60")
+	$(VENV)/bin/plantwatch run $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on src/
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP) ## format and auto-fix
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+test: lint ## lint, then the whole test suite
+	$(VENV)/bin/pytest $(ARGS)
+
+bench: ## benchmarks (see issue 9)
+	@echo "make bench: the benchmark suite is issue 9; until it lands, see README 'Measured figures'"
+
+clean: ## remove the venv, caches and the default data folder
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

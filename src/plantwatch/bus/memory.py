@@ -1,0 +1,159 @@
+"""In-process bus: bounded queues per (topic, group), blocking publishers when full.
+
+It is a pipe, not a log: a message goes to the groups subscribed when it is published, and a
+topic nobody subscribes to drops what is published to it (``publish`` returns 0, ``on_commit``
+is never called, so an edge transport keeps the data in its spool and retries). Retention and
+replay are Kafka's job in the distributed shape.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from plantwatch.bus.base import Message
+from plantwatch.bus.errors import BusClosedError, BusFullError
+
+
+@dataclass(slots=True)
+class _Pending:
+    remaining: int
+    on_commit: Callable[[], None] | None
+
+
+class MemoryBus:
+    def __init__(self, *, max_messages: int = 256, publish_timeout: float = 60.0) -> None:
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        self.max_messages = max_messages
+        self.publish_timeout = publish_timeout
+        self._cond = threading.Condition()
+        self._queues: dict[str, dict[str, deque[Message]]] = {}
+        self._offsets: dict[str, int] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._closed = False
+
+    # -- producer side -------------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_commit: Callable[[], None] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        wait = self.publish_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise BusClosedError("bus is closed")
+                groups = self._queues.get(topic, {})
+                if not groups:
+                    return 0
+                if all(len(q) < self.max_messages for q in groups.values()):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BusFullError(
+                        f"topic {topic!r} is full ({self.max_messages} messages per group) for "
+                        f"{wait:.1f}s: the consumer is not keeping up"
+                    )
+                self._cond.wait(left)
+            offset = self._offsets.get(topic, 0)
+            self._offsets[topic] = offset + 1
+            msg = Message(topic, value, key, dict(headers or {}), offset)
+            for q in groups.values():
+                q.append(msg)
+            if on_commit is not None:
+                self._pending[(topic, offset)] = _Pending(len(groups), on_commit)
+            self._cond.notify_all()
+            return len(groups)
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, group: str) -> MemoryConsumer:
+        with self._cond:
+            if self._closed:
+                raise BusClosedError("bus is closed")
+            self._queues.setdefault(topic, {}).setdefault(group, deque())
+        return MemoryConsumer(self, topic, group)
+
+    def _poll(self, topic: str, group: str, max_messages: int, timeout: float) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            q = self._queues[topic][group]
+            while not q:
+                if self._closed:
+                    raise BusClosedError("bus is closed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
+            out = [q.popleft() for _ in range(min(max_messages, len(q)))]
+            self._cond.notify_all()
+            return out
+
+    def _commit(self, messages: Sequence[Message]) -> None:
+        callbacks: list[Callable[[], None]] = []
+        with self._cond:
+            for m in messages:
+                p = self._pending.get((m.topic, m.offset))
+                if p is None:
+                    continue
+                p.remaining -= 1
+                if p.remaining <= 0:
+                    del self._pending[(m.topic, m.offset)]
+                    if p.on_commit is not None:
+                        callbacks.append(p.on_commit)
+        for cb in callbacks:
+            cb()
+
+    def _unsubscribe(self, topic: str, group: str) -> None:
+        with self._cond:
+            groups = self._queues.get(topic, {})
+            q = groups.pop(group, None)
+            if q:
+                # Undelivered messages of this group will never be committed by it.
+                for m in q:
+                    p = self._pending.get((m.topic, m.offset))
+                    if p is not None:
+                        p.remaining -= 1
+            self._cond.notify_all()
+
+    def depth(self, topic: str) -> int:
+        """Messages waiting in the fullest group of ``topic``."""
+        with self._cond:
+            return max((len(q) for q in self._queues.get(topic, {}).values()), default=0)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class MemoryConsumer:
+    def __init__(self, bus: MemoryBus, topic: str, group: str) -> None:
+        self._bus = bus
+        self.topic = topic
+        self.group = group
+        self._closed = False
+
+    def poll(self, max_messages: int, timeout: float) -> list[Message]:
+        if self._closed:
+            raise BusClosedError(f"consumer {self.group!r} on {self.topic!r} is closed")
+        return self._bus._poll(self.topic, self.group, max_messages, timeout)
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        self._bus._commit(messages)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._unsubscribe(self.topic, self.group)

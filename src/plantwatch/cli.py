@@ -1,0 +1,296 @@
+"""``plantwatch``: the command line. The only module that reads argv and the environment,
+builds :class:`~plantwatch.core.settings.Settings` and wires stages together."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from plantwatch.core.errors import PlantwatchError
+from plantwatch.core.settings import Settings
+
+log = logging.getLogger("plantwatch")
+
+FAULTS_HELP = """fault injection: 'default' (a few of each kind, scaled to --machines), 'none', or a
+comma-separated list of KIND:COUNT (e.g. bearing_wear:3,stuck:1) and explicit placements
+KIND@MACHINE[/SENSOR]:START+DURATION (seconds from the run start, simulated time). Kinds:
+bearing_wear, overheating, pressure_leak, electrical (machine faults); stuck, dropout, glitch
+(sensor faults)."""
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--speed takes a number > 0 or 'max', got {value!r}"
+        ) from None
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"--speed must be > 0 (or 'max'), got {value!r}")
+    return speed
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(value: str) -> int | float:
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a {kind.__name__} > 0, got {value!r}"
+            ) from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} > 0, got {value!r}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="plantwatch", description="Real-time monitoring and alerting for industrial machines."
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="run the embedded plant: simulator → SDK → bus → stream → chDB → alerts"
+    )
+    run.add_argument(
+        "--machines",
+        type=_positive(int),
+        default=12,
+        help="machines in the simulated plant (default 12)",
+    )
+    run.add_argument(
+        "--rate",
+        type=_positive(float),
+        default=1.0,
+        metavar="HZ",
+        help="readings per sensor per second (default 1)",
+    )
+    run.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many wall seconds (with --speed max: simulated seconds); "
+        "default: until Ctrl-C",
+    )
+    run.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="X",
+        help="simulated seconds per wall second, or 'max' (default 1)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="data folder (default ./data or PLANTWATCH_DATA_DIR)",
+    )
+    run.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    run.add_argument("--faults", default="default", metavar="SPEC", help=FAULTS_HELP)
+    run.add_argument(
+        "--no-live", action="store_true", help="plain log lines instead of the live view"
+    )
+    run.add_argument(
+        "--summary-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the run summary as JSON",
+    )
+
+    q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
+    q.add_argument(
+        "sql",
+        help="ClickHouse SQL; tables live in database 'plantwatch' (e.g. plantwatch.readings)",
+    )
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--data-dir", type=Path, default=None, metavar="DIR")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "data_dir", None) is not None:
+        settings = settings.model_copy(update={"data_dir": args.data_dir})
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from plantwatch.console.live import run_live, run_log
+    from plantwatch.stream.embedded import EmbeddedPlant, RunOptions
+
+    settings = _settings(args)
+    options = RunOptions(
+        machines=args.machines,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        speed=args.speed,
+        seed=args.seed,
+        faults=args.faults,
+        log_alerts=args.no_live,
+    )
+    plant = EmbeddedPlant(options, settings)
+    try:
+        r = plant.runner_restored
+        if r is not None and r.sensors:
+            log.info(
+                "resuming from %s: %d sensors, stored data up to %s; "
+                "%d readings to replay from the spool",
+                settings.data_dir,
+                r.sensors,
+                r.max_event_ms,
+                plant.replayed,
+            )
+        interrupted = {"n": 0}
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            interrupted["n"] += 1
+            if interrupted["n"] > 1:
+                raise KeyboardInterrupt
+            log.warning(
+                "stopping: flushing the spool and the store "
+                "(Ctrl-C again to abort; nothing is lost either way)"
+            )
+            plant.request_stop()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGTERM, on_sigint)
+        plant.start_threads()
+        try:
+            if args.no_live:
+                run_log(plant.snapshot, plant.wait)
+            else:
+                run_live(plant.snapshot, plant.wait)
+            drained = plant.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if plant.errors:
+            raise plant.errors[0]
+        summary = plant.summary()
+        if args.summary_json:
+            args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+            args.summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _print_summary(summary)
+        return 0 if drained else 3
+    finally:
+        plant.close()
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    d = s["detection"]
+    dead = sum(s["dead_letters"].values())
+    ok = "ok" if s["accounting_ok"] else "MISMATCH"
+    lat = s["latency_ms"]
+    lines = [
+        "",
+        f"readings generated {s['readings_generated']:,} "
+        f"(+{s['readings_replayed']:,} replayed from the spool) = stored {s['readings_stored']:,} "
+        f"+ duplicates {s['duplicates_dropped']:,} + dead letters {dead:,}  [{ok}]",
+    ]
+    if s["dead_letters"]:
+        lines.append("dead letters: " + ", ".join(f"{k} {v}" for k, v in s["dead_letters"].items()))
+    lines.append(
+        f"late {s['late']:,}  anomalies {s['anomalies']:,}  "
+        f"alerts fired {s['alerts_fired']} resolved {s['alerts_resolved']}"
+    )
+    if d["machine_faults"] or d["sensor_fault_kinds"]:
+        lines.append(
+            f"machine faults detected {d['machine_faults_detected']}/{d['machine_faults']}; "
+            f"sensor fault kinds detected {d['sensor_fault_kinds_detected']} "
+            f"of {d['sensor_fault_kinds']}"
+        )
+    lines.append(
+        f"false alerts {len(s['false_alerts'])} "
+        f"({d['false_alerts_per_machine_hour']} per machine-hour)"
+    )
+    lines.append(
+        f"throughput {s['throughput_readings_per_s']:,.0f} readings/s; latency "
+        f"p50 {_ms(lat['p50'])}, p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}"
+    )
+    print("\n".join(lines))
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f} ms"
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from plantwatch.store import open_store
+
+    settings = _settings(args)
+    folder = settings.data_dir / "clickhouse"
+    if settings.store_url is None and not folder.exists():
+        raise PlantwatchError(
+            f"no data in {settings.data_dir}: "
+            f"run `plantwatch run --data-dir {settings.data_dir}` first"
+        )
+    store = open_store(
+        settings.resolved_store_url(),
+        database=settings.database,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+    )
+    try:
+        table = store.query_arrow(args.sql, read_only=True)
+    finally:
+        store.close()
+    rows = table.to_pylist()
+    if args.format == "json":
+        print(json.dumps(rows, default=str, indent=None))
+    elif args.format == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(table.column_names)
+        for r in rows:
+            w.writerow([r[c] for c in table.column_names])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*table.column_names)
+        for r in rows:
+            t.add_row(*(str(r[c]) for c in table.column_names))
+        Console().print(t)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "query":
+            return cmd_query(args)
+    except PlantwatchError as exc:
+        print(f"plantwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "plantwatch: aborted; unacknowledged readings stay in the spool "
+            "and are sent on the next start",
+            file=sys.stderr,
+        )
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Settings: one object, built once in ``cli.py`` from the environment (``PLANTWATCH_`` prefix).
+
+Nested groups use ``__``: ``PLANTWATCH_STREAM__WINDOW_S=30``. Library classes never read the
+environment; they take these values as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+class SpoolSettings(BaseModel):
+    """The edge SDK's durable store-and-forward spool."""
+
+    max_bytes: int = Field(default=1 * GiB, ge=1 * MiB)
+    segment_bytes: int = Field(default=16 * MiB, ge=64 * 1024)
+    when_full: Literal["block", "reject", "drop_oldest"] = "block"
+    block_timeout_s: float = Field(default=30.0, ge=0)
+    fsync: bool = True
+
+
+class BatchingSettings(BaseModel):
+    """How the SDK groups typed readings before they reach the spool."""
+
+    max_readings: int = Field(default=5_000, ge=1)
+    max_delay_s: float = Field(default=0.2, ge=0)
+
+
+class StreamSettings(BaseModel):
+    """Validation, de-duplication, windows and micro-batching of the stream."""
+
+    window_s: float = Field(default=10.0, gt=0)
+    out_of_orderness_s: float = Field(default=5.0, ge=0)
+    allowed_lateness_s: float = Field(default=60.0, ge=0)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    max_age_s: float = Field(default=7 * 86_400.0, gt=0)
+    dedupe_horizon: int = Field(default=100_000, ge=1)
+    no_data_after_s: float = Field(default=60.0, gt=0)
+    idle_source_s: float = Field(default=30.0, gt=0)
+    max_batch_rows: int = Field(default=50_000, ge=1)
+    max_batch_wait_s: float = Field(default=0.2, ge=0)
+
+
+class BusSettings(BaseModel):
+    max_messages: int = Field(default=256, ge=1)
+    publish_timeout_s: float = Field(default=60.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PLANTWATCH_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    #: ``chdb:///path`` (embedded, default: ``<data_dir>/clickhouse``) or ``http(s)://host:port``.
+    store_url: str | None = None
+    database: str = "plantwatch"
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    topic_prefix: str = "plantwatch"
+    spool: SpoolSettings = SpoolSettings()
+    batching: BatchingSettings = BatchingSettings()
+    stream: StreamSettings = StreamSettings()
+    bus: BusSettings = BusSettings()
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"

@@ -1,0 +1,438 @@
+"""The stream's logic, written once: pure functions over Arrow batches plus explicit state.
+
+    validate keys → de-duplicate → validate values → normalize units → quality and anomaly
+    score per reading → event-time windows → detectors on closed windows → alert rules
+
+:class:`Pipeline` holds the state (sensor index, de-duplication, windows, detectors, alert
+states) and turns one batch into an :class:`~plantwatch.stream.outputs.Output`: the rows to
+store, dead letters, features, anomalies, alert events and counts. It performs no I/O, so the
+local runner and the Flink job drive the very same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from plantwatch.alert.rules import DEFAULT_RULES, Rule
+from plantwatch.alert.state import AlertStates
+from plantwatch.core.codec import Reject, table_to_json_rows, ts_ms
+from plantwatch.core.deadletter import DEAD_LETTER_SCHEMA, Reason
+from plantwatch.core.kinds import KIND_NAMES, KINDS, SensorKind
+from plantwatch.core.reading import TS_TYPE
+from plantwatch.detect import (
+    SEVERITY,
+    Detector,
+    Finding,
+    RobustBaseline,
+    Windows,
+    default_detectors,
+)
+from plantwatch.detect.base import KIND_LABELS
+from plantwatch.stream.dedupe import Deduper
+from plantwatch.stream.outputs import (
+    ANOMALIES_SCHEMA,
+    FEATURES_SCHEMA,
+    READINGS_INGEST_SCHEMA,
+    AlertEvent,
+    Counts,
+    Output,
+)
+from plantwatch.stream.registry import SensorRegistry
+from plantwatch.stream.validate import REASONS, Problems, TimeLimits, key_problems, value_problems
+from plantwatch.stream.windows import Closed, Tumbling
+
+_LOW = np.array([KINDS[SensorKind(k)].low for k in KIND_NAMES] + [-np.inf])
+_HIGH = np.array([KINDS[SensorKind(k)].high for k in KIND_NAMES] + [np.inf])
+_VIBRATION = KIND_NAMES.index("vibration")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    window_s: float = 10.0
+    out_of_orderness_s: float = 5.0
+    allowed_lateness_s: float = 60.0
+    max_future_skew_s: float = 300.0
+    max_age_s: float = 7 * 86_400.0
+    dedupe_horizon: int = 100_000
+    no_data_after_s: float = 60.0
+    idle_source_s: float = 30.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig = PipelineConfig(),
+        *,
+        machine_types: Mapping[str, str] | None = None,
+        detectors: Sequence[Detector] | None = None,
+        rules: Sequence[Rule] = DEFAULT_RULES,
+    ) -> None:
+        self.config = config
+        self.registry = SensorRegistry(machine_types)
+        self.deduper = Deduper(horizon=config.dedupe_horizon)
+        self.windows = Tumbling(
+            size_ms=int(config.window_s * 1000),
+            out_of_orderness_ms=int(config.out_of_orderness_s * 1000),
+            allowed_lateness_ms=int(config.allowed_lateness_s * 1000),
+            idle_ms=int(config.idle_source_s * 1000),
+        )
+        self.detectors = list(
+            default_detectors(no_data_after_s=config.no_data_after_s)
+            if detectors is None
+            else detectors
+        )
+        self.alerts = AlertStates(rules)
+        self.limits = TimeLimits(
+            max_future_skew_ms=int(config.max_future_skew_s * 1000),
+            max_age_ms=int(config.max_age_s * 1000),
+        )
+        baselines = [d for d in self.detectors if isinstance(d, RobustBaseline)]
+        self._scorer = baselines[0] if baselines else None
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def process(
+        self, table: pa.Table, *, now_ms: int, rejects: Sequence[Reject] = (), source: str = ""
+    ) -> Output:
+        counts = Counts(received=table.num_rows + len(rejects))
+        keyed_rejects = [r for r in rejects if r.seq is not None]
+        dead: list[pa.Table] = [
+            _rejects_table([r for r in rejects if r.seq is None], now_ms, source)
+        ]
+
+        kp = key_problems(table)
+        dead.append(_dead_table(table, kp, now_ms, source))
+        keyed = table.filter(pa.array(kp.ok)) if not kp.ok.all() else table
+
+        idx = self.registry.lookup(
+            keyed.column("machine_id").combine_chunks(),
+            keyed.column("sensor_id").combine_chunks(),
+            keyed.column("kind").combine_chunks().fill_null(""),
+        )
+        seq = np.asarray(pc.cast(keyed.column("seq"), pa.int64(), safe=False).to_numpy(), np.int64)
+        # Records and readable-key rejects are de-duplicated together, in one pass.
+        r_idx = np.array(
+            [self.registry.add(r.machine_id, r.sensor_id, "") for r in keyed_rejects], np.int64
+        )
+        r_seq = np.array([r.seq for r in keyed_rejects], np.int64)
+        dd = self.deduper.check(np.concatenate([idx, r_idx]), np.concatenate([seq, r_seq]))
+        n = len(idx)
+        counts.duplicates = int(dd.duplicate.sum())
+        dead.append(
+            _rejects_table(
+                [r for j, r in enumerate(keyed_rejects) if dd.new[n + j] or dd.stale[n + j]],
+                now_ms,
+                source,
+            )
+        )
+        stale, new = dd.stale[:n], dd.new[:n]
+        if stale.any():
+            rows = keyed.filter(pa.array(stale))
+            codes = np.full(rows.num_rows, REASONS.index(Reason.STALE_SEQUENCE), np.int16)
+            detail = "seq is older than the de-duplication history of this sensor"
+            dead.append(
+                _dead_table(
+                    rows,
+                    Problems(codes, dict.fromkeys(range(rows.num_rows), detail)),
+                    now_ms,
+                    source,
+                )
+            )
+        fresh = keyed.filter(pa.array(new))
+        idx = idx[new]
+
+        vp, norm = value_problems(fresh, now_ms=now_ms, limits=self.limits)
+        dead.append(_dead_table(fresh, vp, now_ms, source))
+        ok = vp.ok
+        good = fresh.filter(pa.array(ok))
+        idx = idx[ok]
+        values = norm.values[ok]
+        units = norm.units.filter(pa.array(ok))
+        readings, windows_out = self._accept(good, idx, values, units, now_ms, counts)
+
+        dead_letters = pa.concat_tables(
+            [d for d in dead if d.num_rows] or [DEAD_LETTER_SCHEMA.empty_table()]
+        )
+        for reason, n in zip(
+            *np.unique(np.asarray(dead_letters.column("reason")), return_counts=True), strict=True
+        ):
+            counts.dead[str(reason)] += int(n)
+        counts.stored = readings.num_rows
+        features, anomalies, alerts = windows_out
+        return Output(readings, dead_letters, features, anomalies, alerts, counts)
+
+    def flush(self, *, now_ms: int) -> Output:
+        """Fire every open window (end of a run): features, detectors and rules for the tail."""
+        fired, updates = self.windows.advance(flush=True)
+        features, anomalies, alerts = self._judge(fired, updates, now_ms)
+        return Output(
+            READINGS_INGEST_SCHEMA.empty_table(),
+            DEAD_LETTER_SCHEMA.empty_table(),
+            features,
+            anomalies,
+            alerts,
+            Counts(),
+        )
+
+    # -- accepted readings ----------------------------------------------------------------------
+
+    def _accept(
+        self,
+        good: pa.Table,
+        idx: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        units: pa.Array,
+        now_ms: int,
+        counts: Counts,
+    ) -> tuple[pa.Table, tuple[pa.Table, pa.Table, list[AlertEvent]]]:
+        kind = self.registry.kinds[idx] if len(idx) else np.zeros(0, np.int8)
+        oor = (values < _LOW[kind]) | (values > _HIGH[kind])
+        quality = good.column("quality").combine_chunks().fill_null("good")
+        quality = pc.if_else(pa.array(oor), "bad", quality)
+        include = np.asarray(pc.not_equal(quality, "bad").to_numpy(zero_copy_only=False), np.bool_)
+        ts = ts_ms(good)
+        score = self._scorer.score_readings(idx, values) if self._scorer else np.zeros(len(idx))
+        added = self.windows.add(
+            idx,
+            ts,
+            values,
+            include=include,
+            out_of_range=oor,
+            n_sensors=len(self.registry),
+            source=self.registry.machine_of[idx],
+        )
+        counts.late = int(added.late.sum())
+        counts.late_beyond_lateness = int(added.too_late.sum())
+        counts.out_of_range = int(oor.sum())
+        n = good.num_rows
+        readings = pa.Table.from_arrays(
+            [
+                good.column("machine_id"),
+                pa.array(self.registry.types[idx] if n else [], pa.string()),
+                good.column("sensor_id"),
+                good.column("kind"),
+                good.column("ts"),
+                good.column("seq"),
+                good.column("value"),
+                good.column("unit"),
+                pa.array(values, pa.float64()),
+                units,
+                quality,
+                pa.array(np.nan_to_num(score, nan=0.0, posinf=1e9).astype(np.float32)),
+                pa.array(added.late.astype(np.uint8)),
+                good.column("schema_version").fill_null(1),
+                pa.array(np.full(n, now_ms, np.int64)).cast(TS_TYPE),
+            ],
+            schema=READINGS_INGEST_SCHEMA,
+        )
+        fired, updates = self.windows.advance()
+        return readings, self._judge(fired, updates, now_ms)
+
+    # -- windows, detectors, rules --------------------------------------------------------------
+
+    def _judge(
+        self, fired: list[Closed], updates: list[Closed], now_ms: int
+    ) -> tuple[pa.Table, pa.Table, list[AlertEvent]]:
+        feats = [self._features(c, now_ms) for c in (*fired, *updates)]
+        anomalies: list[pa.Table] = []
+        alerts: list[AlertEvent] = []
+        for c in fired:
+            w = self._detector_input(c)
+            for det in self.detectors:
+                finding = det.evaluate(w)
+                anomalies.append(self._anomalies(det.name, w, finding, now_ms))
+                for rule in self.alerts.rules_for(det.name):
+                    for t in self.alerts.evaluate(
+                        rule,
+                        sensor=w.sensor,
+                        start_ms=w.start_ms,
+                        end_ms=w.end_ms,
+                        level=finding.level,
+                        value=finding.value,
+                        threshold=finding.threshold,
+                        score=finding.score,
+                    ):
+                        alerts.append(
+                            self._event(
+                                t.rule,
+                                t.sensor,
+                                t.state,
+                                t.level,
+                                t.ts_ms,
+                                t.active_since_ms,
+                                t.value,
+                                t.threshold,
+                                t.score,
+                            )
+                        )
+        return (
+            pa.concat_tables([f for f in feats if f.num_rows] or [FEATURES_SCHEMA.empty_table()]),
+            pa.concat_tables(
+                [a for a in anomalies if a.num_rows] or [ANOMALIES_SCHEMA.empty_table()]
+            ),
+            alerts,
+        )
+
+    def _detector_input(self, c: Closed) -> Windows:
+        n = len(c.count)
+        return Windows(
+            sensor=np.arange(n, dtype=np.int64),
+            kind=self.registry.kinds[:n],
+            machine_type=self.registry.types[:n],
+            start_ms=np.full(n, c.start_ms, np.int64),
+            end_ms=np.full(n, c.end_ms, np.int64),
+            count=c.count,
+            mean=c.mean,
+            std=c.std,
+            min=c.min,
+            max=c.max,
+            last=c.last,
+            last_seen_ms=np.where(c.last_seen_ms == np.iinfo(np.int64).min, -1, c.last_seen_ms),
+            out_of_range=c.out_of_range,
+        )
+
+    def _features(self, c: Closed, now_ms: int) -> pa.Table:
+        rows = c.sensors[c.count[c.sensors] > 0]
+        machines, sensors = self.registry.names()
+        kind = self.registry.kinds[rows]
+        k = len(rows)
+        rms = np.where(kind == _VIBRATION, c.rms[rows], np.nan)
+        return pa.Table.from_arrays(
+            [
+                pa.array(machines[rows], pa.string()),
+                pa.array(sensors[rows], pa.string()),
+                pa.array(np.array(KIND_LABELS, dtype=object)[kind] if k else [], pa.string()),
+                pa.array(np.full(k, c.start_ms, np.int64)).cast(TS_TYPE),
+                pa.array(np.full(k, c.end_ms, np.int64)).cast(TS_TYPE),
+                pa.array(c.count[rows].astype(np.uint32)),
+                pa.array(c.mean[rows]),
+                pa.array(c.min[rows]),
+                pa.array(c.max[rows]),
+                pa.array(c.std[rows]),
+                pa.array(c.last[rows]),
+                pa.array(rms, pa.float64(), mask=np.isnan(rms)),
+                pa.array(c.version[rows].astype(np.uint32)),
+                pa.array(np.full(k, now_ms, np.int64)).cast(TS_TYPE),
+            ],
+            schema=FEATURES_SCHEMA,
+        )
+
+    def _anomalies(self, detector: str, w: Windows, f: Finding, now_ms: int) -> pa.Table:
+        rows = np.flatnonzero(f.level > 0)
+        if len(rows) == 0:
+            return ANOMALIES_SCHEMA.empty_table()
+        machines, sensors = self.registry.names()
+        s = w.sensor[rows]
+        kinds = [KIND_LABELS[k] for k in w.kind[rows]]
+        values, thr, score = f.value[rows], f.threshold[rows], f.score[rows]
+        messages = [
+            f"{detector}: {kinds[j]} {values[j]:.4g} vs {thr[j]:.4g} (score {score[j]:.3g})"
+            for j in range(len(rows))
+        ]
+        return pa.Table.from_arrays(
+            [
+                pa.array(w.end_ms[rows]).cast(TS_TYPE),
+                pa.array(machines[s], pa.string()),
+                pa.array(w.machine_type[rows], pa.string()),
+                pa.array(sensors[s], pa.string()),
+                pa.array(kinds, pa.string()),
+                pa.array([detector] * len(rows), pa.string()),
+                pa.array([SEVERITY[int(x)] for x in f.level[rows]], pa.string()),
+                pa.array(score),
+                pa.array(values),
+                pa.array(thr),
+                pa.array(messages, pa.string()),
+                pa.array(np.full(len(rows), now_ms, np.int64)).cast(TS_TYPE),
+            ],
+            schema=ANOMALIES_SCHEMA,
+        )
+
+    def _event(
+        self,
+        rule: Rule,
+        sensor: int,
+        state: str,
+        level: int,
+        ts: int,
+        since: int,
+        value: float,
+        threshold: float,
+        score: float,
+    ) -> AlertEvent:
+        machine = self.registry.machine[sensor]
+        sensor_id = self.registry.sensor[sensor]
+        kind = KIND_LABELS[int(self.registry.kinds[sensor])]
+        fields = {
+            "detector": rule.detector,
+            "machine_id": machine,
+            "sensor_id": sensor_id,
+            "kind": kind,
+            "value": value,
+            "threshold": threshold,
+            "score": score,
+        }
+        try:
+            message = rule.summary.format(**fields)
+        except (KeyError, ValueError, IndexError):
+            message = f"{rule.name} on {machine}/{sensor_id}"
+        if state == "resolved":
+            message = f"resolved: {message}"
+        return AlertEvent(
+            ts_ms=ts,
+            rule=rule.name,
+            state=state,
+            severity="critical" if level >= 2 else "warning",
+            machine_id=machine,
+            sensor_id=sensor_id,
+            kind=kind,
+            value=value,
+            message=message,
+            active_since_ms=since,
+        )
+
+
+def _dead_table(table: pa.Table, problems: Problems, now_ms: int, source: str) -> pa.Table:
+    bad = ~problems.ok
+    if not bad.any():
+        return DEAD_LETTER_SCHEMA.empty_table()
+    rows_idx = np.flatnonzero(bad)
+    rows = table.take(pa.array(rows_idx))
+    n = len(rows_idx)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, now_ms, np.int64)).cast(TS_TYPE),
+            pa.array([REASONS[c].value for c in problems.codes[rows_idx]], pa.string()),
+            pa.array([problems.details.get(int(r), "") for r in rows_idx], pa.string()),
+            pa.array([source] * n, pa.string()),
+            rows.column("machine_id").fill_null(""),
+            rows.column("sensor_id").fill_null(""),
+            rows.column("seq"),
+            pa.array(table_to_json_rows(rows), pa.string()),
+        ],
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
+def _rejects_table(rejects: Sequence[Reject], now_ms: int, source: str) -> pa.Table:
+    if not rejects:
+        return DEAD_LETTER_SCHEMA.empty_table()
+    n = len(rejects)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, now_ms, np.int64)).cast(TS_TYPE),
+            pa.array([r.reason.value for r in rejects], pa.string()),
+            pa.array([r.detail for r in rejects], pa.string()),
+            pa.array([source] * n, pa.string()),
+            pa.array([r.machine_id for r in rejects], pa.string()),
+            pa.array([r.sensor_id for r in rejects], pa.string()),
+            pa.array([r.seq for r in rejects], pa.uint64()),
+            pa.array([r.payload for r in rejects], pa.string()),
+        ],
+        schema=DEAD_LETTER_SCHEMA,
+    )
