@@ -7,6 +7,7 @@ from flapping while a value hovers at its threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -20,8 +21,12 @@ class Rule:
     summary: str = "{detector} on {machine_id}/{sensor_id}"
 
     def __post_init__(self) -> None:
-        if self.for_s < 0 or self.resolve_after_s < 0:
-            raise ValueError(f"rule {self.name}: durations must be >= 0")
+        # ``not 0 <= x < inf`` also rejects NaN, which compares false with everything.
+        if not (0 <= self.for_s < math.inf and 0 <= self.resolve_after_s < math.inf):
+            raise ValueError(
+                f"rule {self.name}: durations must be finite and >= 0, got "
+                f"for_s={self.for_s}, resolve_after_s={self.resolve_after_s}"
+            )
         if self.min_level not in (1, 2):
             raise ValueError(f"rule {self.name}: min_level must be 1 or 2, got {self.min_level}")
 

@@ -94,11 +94,14 @@ class AlertStates:
         active = np.where(cond & (active == UNSET), start_ms, active)
         # a pending instance that is no longer true goes back to inactive
         active = np.where(~cond & ~firing, UNSET, active)
-        for_ms = int(rule.for_s * 1000)
+        for_ms = round(rule.for_s * 1000)
         fires = cond & ~firing & (active != UNSET) & (end_ms - active >= for_ms)
         clear = np.where(cond, UNSET, np.where(firing & (clear == UNSET), start_ms, clear))
         resolves = (
-            firing & ~cond & (clear != UNSET) & (end_ms - clear >= int(rule.resolve_after_s * 1000))
+            firing
+            & ~cond
+            & (clear != UNSET)
+            & (end_ms - clear >= round(rule.resolve_after_s * 1000))
         )
         new_level = np.where(cond, np.maximum(st.level[sensor], level), st.level[sensor])
         out: list[Transition] = []

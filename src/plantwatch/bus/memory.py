@@ -20,8 +20,9 @@ from plantwatch.bus.errors import BusClosedError, BusFullError
 
 @dataclass(slots=True)
 class _Pending:
-    remaining: int
+    waiting: set[str]  # groups that received the message and have not committed it yet
     on_commit: Callable[[], None] | None
+    committed: bool = False  # by at least one group (not only released by groups leaving)
 
 
 class MemoryBus:
@@ -33,6 +34,7 @@ class MemoryBus:
         self._cond = threading.Condition()
         self._queues: dict[str, dict[str, deque[Message]]] = {}
         self._offsets: dict[str, int] = {}
+        self._members: dict[tuple[str, str], int] = {}  # open consumers per (topic, group)
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._closed = False
 
@@ -72,7 +74,7 @@ class MemoryBus:
             for q in groups.values():
                 q.append(msg)
             if on_commit is not None:
-                self._pending[(topic, offset)] = _Pending(len(groups), on_commit)
+                self._pending[(topic, offset)] = _Pending(set(groups), on_commit)
             self._cond.notify_all()
             return len(groups)
 
@@ -83,6 +85,7 @@ class MemoryBus:
             if self._closed:
                 raise BusClosedError("bus is closed")
             self._queues.setdefault(topic, {}).setdefault(group, deque())
+            self._members[(topic, group)] = self._members.get((topic, group), 0) + 1
         return MemoryConsumer(self, topic, group)
 
     def _poll(self, topic: str, group: str, max_messages: int, timeout: float) -> list[Message]:
@@ -100,32 +103,48 @@ class MemoryBus:
             self._cond.notify_all()
             return out
 
-    def _commit(self, messages: Sequence[Message]) -> None:
+    def _release(
+        self, group: str, messages: Sequence[Message], *, committed: bool
+    ) -> list[Callable[[], None]]:
+        """Mark ``messages`` done for ``group``; the callbacks of those now done for every group.
+
+        A group counts once per message, however often it commits it. A message that every
+        group left without any group committing it is forgotten, not acknowledged.
+        """
         callbacks: list[Callable[[], None]] = []
+        for m in messages:
+            p = self._pending.get((m.topic, m.offset))
+            if p is None or group not in p.waiting:
+                continue
+            p.waiting.discard(group)
+            p.committed = p.committed or committed
+            if not p.waiting:
+                del self._pending[(m.topic, m.offset)]
+                if p.committed and p.on_commit is not None:
+                    callbacks.append(p.on_commit)
+        return callbacks
+
+    def _commit(self, group: str, messages: Sequence[Message]) -> None:
         with self._cond:
-            for m in messages:
-                p = self._pending.get((m.topic, m.offset))
-                if p is None:
-                    continue
-                p.remaining -= 1
-                if p.remaining <= 0:
-                    del self._pending[(m.topic, m.offset)]
-                    if p.on_commit is not None:
-                        callbacks.append(p.on_commit)
+            callbacks = self._release(group, messages, committed=True)
         for cb in callbacks:
             cb()
 
     def _unsubscribe(self, topic: str, group: str) -> None:
+        callbacks: list[Callable[[], None]] = []
         with self._cond:
-            groups = self._queues.get(topic, {})
-            q = groups.pop(group, None)
+            members = self._members.get((topic, group), 0) - 1
+            if members > 0:
+                self._members[(topic, group)] = members  # the group lives on in another consumer
+                return
+            self._members.pop((topic, group), None)
+            q = self._queues.get(topic, {}).pop(group, None)
             if q:
                 # Undelivered messages of this group will never be committed by it.
-                for m in q:
-                    p = self._pending.get((m.topic, m.offset))
-                    if p is not None:
-                        p.remaining -= 1
+                callbacks = self._release(group, list(q), committed=False)
             self._cond.notify_all()
+        for cb in callbacks:
+            cb()
 
     def depth(self, topic: str) -> int:
         """Messages waiting in the fullest group of ``topic``."""
@@ -151,7 +170,7 @@ class MemoryConsumer:
         return self._bus._poll(self.topic, self.group, max_messages, timeout)
 
     def commit(self, messages: Sequence[Message]) -> None:
-        self._bus._commit(messages)
+        self._bus._commit(self.group, messages)
 
     def close(self) -> None:
         if not self._closed:

@@ -83,11 +83,12 @@ def decode_arrow(payload: bytes) -> pa.Table:
     try:
         with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
             table = reader.read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+        table.validate(full=True)
+        return conform(table)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: bad names, conform
         raise CodecError(
             f"not an Arrow IPC stream of readings ({len(payload)} bytes): {exc}"
         ) from exc
-    return conform(table)
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def decode_reading(payload: bytes) -> Reading:
         raise CodecError(f"a reading is a JSON object, got {type(obj).__name__}")
     try:
         ts = parse_ts(obj.get("ts"))
-    except ValueError as exc:
+    except (ValueError, OverflowError, OSError) as exc:
         raise CodecError(str(exc)) from exc
     value = obj.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -235,6 +236,8 @@ def decode_json_batch(payload: bytes) -> Decoded:
             v = obj.get(name)
             if name == "ts" and v is not None:
                 v = parse_ts(v)
+            elif name == "value" and v is not None:
+                v = float(v)  # an integer beyond int64 is still a valid float64 value
             cols[name].append(v)
     table = pa.table(
         {name: pa.array(vals, READING_SCHEMA.field(name).type) for name, vals in cols.items()},
@@ -270,6 +273,12 @@ def _check_record(obj: Any) -> tuple[Reason, str] | None:
         v = obj.get(name)
         if v is not None and (not float(v).is_integer() or v < 0 or v >= 2**63):
             return Reason.MALFORMED, f"{name} must be a non-negative integer, got {v!r}"
+    value = obj.get("value")
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return Reason.MALFORMED, f"value is too large for a float64, got {value!r}"
     if obj.get("schema_version") is not None and obj["schema_version"] > 255:
         return Reason.UNSUPPORTED_SCHEMA, f"schema_version {obj['schema_version']!r}"
     ts = obj.get("ts")
@@ -297,7 +306,22 @@ def decode(content_type: str, payload: bytes) -> Decoded:
     if content_type == NDJSON:
         return decode_json_batch(payload)
     if content_type == JSON:
-        return decode_json_batch(payload.strip() + b"\n")
+        # One JSON value, which may span lines (pretty-printed): parse it whole, then decode it
+        # as one compact line (or as an array of objects).
+        try:
+            obj = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return Decoded(
+                READING_SCHEMA.empty_table(),
+                [
+                    Reject(
+                        Reason.MALFORMED,
+                        f"not JSON: {exc}",
+                        payload[:4096].decode("utf-8", "replace"),
+                    )
+                ],
+            )
+        return decode_json_batch(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
     return Decoded(
         READING_SCHEMA.empty_table(),
         [

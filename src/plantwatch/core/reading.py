@@ -56,6 +56,8 @@ KEY_FIELDS: tuple[str, ...] = ("machine_id", "sensor_id", "seq")
 
 def utc(ts: datetime) -> datetime:
     """``ts`` as an aware UTC datetime; naive datetimes are refused, not guessed."""
+    if not isinstance(ts, datetime):
+        raise InvalidReadingError("ts", ts, "must be a timezone-aware UTC datetime")
     if ts.tzinfo is None:
         raise InvalidReadingError("ts", ts, "naive datetime; pass a timezone-aware UTC time")
     return ts.astimezone(UTC)
@@ -81,11 +83,15 @@ class Reading:
         if not self.sensor_id:
             raise InvalidReadingError("sensor_id", self.sensor_id, "must not be empty")
         object.__setattr__(self, "kind", parse_kind(self.kind))
-        if not isinstance(self.value, int | float) or not math.isfinite(self.value):
+        if (
+            isinstance(self.value, bool)
+            or not isinstance(self.value, int | float)
+            or not math.isfinite(self.value)
+        ):
             raise InvalidReadingError("value", self.value, "must be a finite number")
         object.__setattr__(self, "ts", utc(self.ts))
-        if self.seq < 0:
-            raise InvalidReadingError("seq", self.seq, "must be >= 0")
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
+            raise InvalidReadingError("seq", self.seq, "must be an integer >= 0")
         try:
             object.__setattr__(self, "quality", Quality(self.quality))
         except ValueError:

@@ -44,7 +44,7 @@ class NoData:
     def __init__(self, *, after_s: float = 60.0) -> None:
         if after_s <= 0:
             raise ValueError(f"after_s must be > 0, got {after_s}")
-        self.after_ms = int(after_s * 1000)
+        self.after_ms = round(after_s * 1000)  # int() would truncate 2.01 s to 2009 ms
 
     def evaluate(self, windows: Windows) -> Finding:
         out = Finding.none(len(windows))

@@ -62,13 +62,19 @@ class StaticLimits:
 
     def __init__(self, limits: Mapping[tuple[str, str], Limit] | None = None) -> None:
         self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
-        self._rows_key: tuple[int, int, bytes] | None = None
+        self._rows_key: tuple[npt.NDArray[np.object_], npt.NDArray[np.int8]] | None = None
         self._rows: list[tuple[Limit, npt.NDArray[np.intp]]] = []
 
     def _rows_for(self, windows: Windows) -> list[tuple[Limit, npt.NDArray[np.intp]]]:
         """Rows each limit applies to; cached while the sensors (types, kinds) stay the same."""
-        key = (id(windows.machine_type), len(windows), windows.kind.tobytes())
-        if key != self._rows_key:
+        # Keyed on the contents, not on ``id()``: a freed array's id can be reused, and an array
+        # updated in place keeps its id, either of which would apply stale rows.
+        cached = self._rows_key
+        if not (
+            cached is not None
+            and np.array_equal(cached[0], windows.machine_type)
+            and np.array_equal(cached[1], windows.kind)
+        ):
             self._rows = []
             for (mtype, kind), lim in self.limits.items():
                 k = KIND_INDEX.get(kind)
@@ -77,7 +83,7 @@ class StaticLimits:
                 rows = np.flatnonzero((windows.kind == k) & (windows.machine_type == mtype))
                 if len(rows):
                     self._rows.append((lim, rows))
-            self._rows_key = key
+            self._rows_key = (windows.machine_type.copy(), windows.kind.copy())
         return self._rows
 
     def __getstate__(self) -> dict[str, object]:
@@ -94,9 +100,13 @@ class StaticLimits:
         stats = {"mean": windows.mean, "max": windows.max, "min": windows.min}
         for lim, rows in self._rows_for(windows):
             x = stats[lim.stat][rows]
+            # An infinite threshold is a side without a limit: even an infinite value is not
+            # beyond it.
             with np.errstate(invalid="ignore"):
-                high_c, high_w = x >= lim.crit_high, x >= lim.warn_high
-                low_c, low_w = x <= lim.crit_low, x <= lim.warn_low
+                high_c = (x >= lim.crit_high) & (lim.crit_high < math.inf)
+                high_w = (x >= lim.warn_high) & (lim.warn_high < math.inf)
+                low_c = (x <= lim.crit_low) & (lim.crit_low > -math.inf)
+                low_w = (x <= lim.warn_low) & (lim.warn_low > -math.inf)
             level = np.where(high_c | low_c, CRITICAL, np.where(high_w | low_w, WARNING, NONE))
             thr = np.where(
                 high_c,
@@ -106,5 +116,7 @@ class StaticLimits:
             out.level[rows] = level
             out.value[rows] = x
             out.threshold[rows] = np.where(level > NONE, thr, np.nan)
-            out.score[rows] = np.where(level > NONE, np.abs(x / np.where(thr == 0, 1, thr)), 0.0)
+            with np.errstate(invalid="ignore"):  # unflagged rows may divide ±inf by ±inf
+                ratio = np.abs(x / np.where(thr == 0, 1, thr))
+            out.score[rows] = np.where(level > NONE, ratio, 0.0)
         return out

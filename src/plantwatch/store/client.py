@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,23 @@ class DataDirLock:
             self._fd = None
 
 
+_READ_STATEMENT = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.I)
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but one reading statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS).
+
+    A server also gets ``readonly = 1``; chDB cannot take it per query (the setting sticks to
+    its one session), so for chDB this check is the guard.
+    """
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).strip().rstrip(";")
+    if not _READ_STATEMENT.match(text) or ";" in text:
+        raise ReadOnlyError(
+            "only one reading statement is allowed here (SELECT, WITH, SHOW, DESCRIBE, "
+            f"EXPLAIN, EXISTS); got: {' '.join(sql.split())[:120]}"
+        )
+
+
 def _translate(exc: Exception, sql: str) -> StoreError:
     text = str(exc)
     short = " ".join(sql.split())[:300]
@@ -104,11 +122,12 @@ class ClickHouseStore:
         from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 
         self.database = database
+        self._owner = True  # False for views made by using()
         self._lock: DataDirLock | None = None
         parsed = urlparse(url)
         if parsed.scheme == "chdb":
             path = Path(parsed.path)
-            if not path.is_absolute():
+            if parsed.netloc or not path.is_absolute():
                 raise StoreError(f"chdb URL needs an absolute path (chdb:///abs/path), got {url!r}")
             self._lock = DataDirLock(path)
             self._lock.acquire()
@@ -118,6 +137,11 @@ class ClickHouseStore:
                 self._client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
             except ClickHouseConnectError as exc:
                 self._lock.release()
+                if "already initialized with path" in str(exc):
+                    raise StoreError(
+                        f"cannot open the chDB folder {path}: this process already has another "
+                        "chDB folder open, and chDB runs one folder per process"
+                    ) from exc
                 raise StoreError(f"cannot open the chDB folder {path}: {exc}") from exc
         elif parsed.scheme in ("http", "https"):
             self.capabilities = Capabilities(embedded=False, data_path=None)
@@ -155,7 +179,7 @@ class ClickHouseStore:
     def query_arrow(
         self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
     ) -> pa.Table:
-        settings = {"readonly": 1} if read_only else None
+        settings = self._read_only(sql) if read_only else None
         try:
             return self._client.query_arrow(
                 sql, parameters=dict(parameters) if parameters else None, settings=settings
@@ -166,7 +190,7 @@ class ClickHouseStore:
     def query_rows(
         self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
     ) -> list[tuple[Any, ...]]:
-        settings = {"readonly": 1} if read_only else None
+        settings = self._read_only(sql) if read_only else None
         try:
             result = self._client.query(
                 sql, parameters=dict(parameters) if parameters else None, settings=settings
@@ -179,7 +203,22 @@ class ClickHouseStore:
         result = self._client.query(sql, parameters=dict(parameters) if parameters else None)
         return list(result.column_names)
 
+    def _read_only(self, sql: str) -> dict[str, int] | None:
+        check_read_only(sql)
+        return None if self.capabilities.embedded else {"readonly": 1}
+
+    def using(self, database: str) -> ClickHouseStore:
+        """The same connection working in another database (closing it closes nothing)."""
+        view = object.__new__(ClickHouseStore)
+        view.__dict__.update(self.__dict__)
+        view.database = database
+        view._lock = None
+        view._owner = False
+        return view
+
     def close(self) -> None:
+        if not self._owner:
+            return
         try:
             self._client.close()
         finally:

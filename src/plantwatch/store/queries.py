@@ -88,13 +88,15 @@ def seqs_above(store: Store, machine_id: str, sensor_id: str, above: int) -> lis
         f"""
         SELECT DISTINCT seq FROM (
             SELECT seq FROM {db}.readings
-            WHERE machine_id = {{m:String}} AND sensor_id = {{s:String}} AND seq > {{a:UInt64}}
+            WHERE machine_id = {{m:String}} AND sensor_id = {{s:String}}
+              AND toInt64(seq) > {{a:Int64}}
             UNION ALL
             SELECT assumeNotNull(seq) FROM {db}.dead_letters
-            WHERE machine_id = {{m:String}} AND sensor_id = {{s:String}} AND seq > {{a:UInt64}}
+            WHERE machine_id = {{m:String}} AND sensor_id = {{s:String}}
+              AND toInt64(seq) > {{a:Int64}}
         ) ORDER BY seq
         """,
-        {"m": machine_id, "s": sensor_id, "a": max(above, 0)},
+        {"m": machine_id, "s": sensor_id, "a": above},
     )
     return [int(r[0]) for r in rows]
 

@@ -4,10 +4,12 @@ Per sensor: ``contig`` — every seq up to it has been seen — plus the set of 
 (only while there are gaps). The common case, seqs arriving in order, is one vectorised check
 per batch; gaps and reordering fall back to a per-*sensor* set update.
 
-The first seq seen of a sensor starts it (``contig = first - 1``). A seq at or below the point
-where the state was started or cut is *stale*: we cannot tell whether it is a duplicate, so it
-becomes a dead letter (``stale_sequence``) rather than being dropped or stored twice. State is
-cut when a sensor's gaps span more than ``horizon`` seqs (e.g. readings evicted at the edge).
+Seqs are expected to start at 1 (the edge SDK's do; 0 is accepted too). When a sensor's gaps
+span more than ``horizon`` seqs (readings evicted at the edge, a device whose counter starts
+high), the state is cut below the oldest seq it still holds (at most ``horizon`` back): seqs at
+or below the cut are *stale* — we cannot tell whether they are
+duplicates — and become dead letters (``stale_sequence``) rather than being dropped or stored
+twice.
 
 After a restart the state is restored from what the store holds (:meth:`restore`).
 """
@@ -61,11 +63,11 @@ class Deduper:
         s_o, q_o = sensor[order], seq[order]
         repeat_o = np.zeros(n, np.bool_)
         repeat_o[1:] = (s_o[1:] == s_o[:-1]) & (q_o[1:] == q_o[:-1])
-        # sensors seen for the first time start at their lowest seq in this batch
+        # sensors seen for the first time: nothing seen yet (seqs start at 1, or at 0)
         uniq, starts = np.unique(s_o, return_index=True)
         fresh = self._contig[uniq] == _NEW
         if fresh.any():
-            first = q_o[starts[fresh]] - 1
+            first = np.minimum(q_o[starts[fresh]] - 1, 0)
             self._contig[uniq[fresh]] = first
             self._floor[uniq[fresh]] = first
         contig_o = self._contig[s_o]
@@ -106,7 +108,9 @@ class Deduper:
         extra.update(int(q) for q in seqs[~known])
         c = int(self._contig[sensor])
         if extra and max(extra) - c > self.horizon:
-            cut = max(extra) - self.horizon
+            # Gaps wider than the horizon will not fill: everything below the oldest seq still
+            # held becomes stale, and the state shrinks back to the compact form.
+            cut = max(min(extra), max(extra) - self.horizon) - 1
             self._floor[sensor] = max(int(self._floor[sensor]), cut)
             c = max(c, cut)
             extra = {q for q in extra if q > c}

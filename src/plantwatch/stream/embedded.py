@@ -22,10 +22,19 @@ from typing import Any
 from plantwatch.bus.memory import MemoryBus
 from plantwatch.console.live import MachineRow, Snapshot
 from plantwatch.core.clock import SimulatedClock, WallClock
+from plantwatch.core.errors import ConfigError
 from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.edge import Batching, EdgeClient, InProcessTransport, Spool, SpoolLimits
-from plantwatch.sim import Simulator, build_plant, parse_fault_spec, schedule_faults
+from plantwatch.sim import (
+    Fault,
+    FaultKind,
+    FaultPlan,
+    Simulator,
+    build_plant,
+    parse_fault_spec,
+    schedule_faults,
+)
 from plantwatch.sim.faults import SENSOR_FAULTS
 from plantwatch.store import migrate, open_store, queries
 from plantwatch.stream.local import LocalRunner
@@ -147,13 +156,7 @@ class EmbeddedPlant:
             self.clock = SimulatedClock(start, o.speed)
             self.runner.clock = self.clock
         self.start = start
-        self.faults = schedule_faults(
-            self.plant,
-            parse_fault_spec(o.faults),
-            start=start,
-            horizon_s=o.sim_horizon_s(),
-            seed=o.seed,
-        )
+        self.faults = self._schedule_faults(start)
         self.sim = Simulator(
             self.plant, start=start, rate_hz=o.rate_hz, faults=self.faults, seed=o.seed
         )
@@ -183,6 +186,33 @@ class EmbeddedPlant:
         self._runner_stop = threading.Event()
         self._errors: list[BaseException] = []
         self._finished = threading.Event()
+
+    def _schedule_faults(self, start: float) -> list[Fault]:
+        """The faults of this run. An explicit spec that does not fit is an error; the default
+        one shrinks to what fits the run (one of each kind, then none) and says so."""
+        o = self.options
+        plan = parse_fault_spec(o.faults)
+        horizon = o.sim_horizon_s()
+        try:
+            return schedule_faults(self.plant, plan, start=start, horizon_s=horizon, seed=o.seed)
+        except ConfigError:
+            if not plan.use_default:
+                raise
+        smaller = FaultPlan(counts=tuple((k, 1) for k in FaultKind))
+        try:
+            faults = schedule_faults(
+                self.plant, smaller, start=start, horizon_s=horizon, seed=o.seed
+            )
+            log.warning("a short run: injecting one fault of each kind instead of the default set")
+            return faults
+        except ConfigError:
+            log.warning(
+                "no faults injected: %d machines and %.0f simulated seconds leave no room for "
+                "the default set (give a longer --duration or --faults none)",
+                o.machines,
+                horizon,
+            )
+            return []
 
     # -- threads -------------------------------------------------------------------------------
 

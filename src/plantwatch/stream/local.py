@@ -86,15 +86,19 @@ class LocalRunner:
         p.registry.set_machine_types(queries.machine_types(self.store))
         gappy = 0
         histories = queries.sensor_histories(self.store)
+        horizon = p.deduper.horizon
         for h in histories:
             idx = p.registry.add(h.machine_id, h.sensor_id, h.kind)
-            if h.contiguous:
-                p.deduper.restore(idx, floor=h.first - 1, contig=h.last, seen_above=[])
-            else:
-                gappy += 1
-                floor = max(h.first - 1, h.last - p.deduper.horizon)
-                seen = queries.seqs_above(self.store, h.machine_id, h.sensor_id, floor)
-                p.deduper.restore(idx, floor=floor, contig=floor, seen_above=seen)
+            # As the live state would be: seqs start at 1 (or 0); a history that starts
+            # higher and spans more than the horizon was cut below its oldest seq.
+            floor = min(h.first - 1, 0) if h.first <= 1 or h.last <= horizon else h.first - 1
+            if h.contiguous and floor == h.first - 1:
+                p.deduper.restore(idx, floor=floor, contig=h.last, seen_above=[])
+                continue
+            gappy += 1
+            floor = max(floor, h.last - horizon - 1)
+            seen = queries.seqs_above(self.store, h.machine_id, h.sensor_id, floor)
+            p.deduper.restore(idx, floor=floor, contig=floor, seen_above=seen)
             if h.last_ts_ms >= 0:
                 p.windows.restore_last_seen(idx, h.last_ts_ms)
         max_ms = queries.max_event_ms(self.store)

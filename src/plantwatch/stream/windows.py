@@ -242,7 +242,11 @@ class Tumbling:
         # A complete window in which no sensor sent anything still fires, so silence is seen.
         if wm != NEVER and self._n:
             last_complete = (wm // self.size) * self.size - self.size
-            if last_complete > self._last_fired_start and last_complete not in self._open:
+            if (
+                self._last_fired_start != NEVER
+                and last_complete > self._last_fired_start
+                and last_complete not in self._open
+            ):
                 acc = _Acc(self._n)
                 acc.fired = True
                 self._open[last_complete] = acc
