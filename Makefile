@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 ARGS ?=
+# `make run` shows a lively plant: 12 machines, ten simulated seconds per wall second, so the
+# first injected faults appear within a minute. Override: make run RUN_ARGS="--machines 50".
+RUN_ARGS ?= --machines 12 --speed 10
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint fmt bench clean
@@ -20,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install plantwatch with its dev tools
 
-run: $(STAMP) ## run the embedded plant with a live view (ARGS="--machines 50 --speed 60")
-	$(VENV)/bin/plantwatch run $(ARGS)
+run: $(STAMP) ## run the embedded plant with a live view (RUN_ARGS="--machines 50 --speed 60")
+	$(VENV)/bin/plantwatch run $(RUN_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on src/
 	$(VENV)/bin/ruff check src tests

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,12 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f} ms"
 
 
+def _json_value(v: Any) -> Any:
+    if isinstance(v, datetime):  # ClickHouse times are UTC; the client hands them over naive
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat().replace("+00:00", "Z")
+    return str(v)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from plantwatch.store import open_store
 
@@ -244,26 +251,24 @@ def cmd_query(args: argparse.Namespace) -> int:
         password=settings.clickhouse_password.get_secret_value(),
     )
     try:
-        table = store.query_arrow(args.sql, read_only=True)
+        names, rows = store.query_named(args.sql, read_only=True)
     finally:
         store.close()
-    rows = table.to_pylist()
     if args.format == "json":
-        print(json.dumps(rows, default=str, indent=None))
+        print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=_json_value))
     elif args.format == "csv":
         import csv
 
         w = csv.writer(sys.stdout)
-        w.writerow(table.column_names)
-        for r in rows:
-            w.writerow([r[c] for c in table.column_names])
+        w.writerow(names)
+        w.writerows([_json_value(v) if isinstance(v, datetime) else v for v in r] for r in rows)
     else:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(*table.column_names)
+        t = Table(*names)
         for r in rows:
-            t.add_row(*(str(r[c]) for c in table.column_names))
+            t.add_row(*(_json_value(v) if isinstance(v, datetime) else str(v) for v in r))
         Console().print(t)
     return 0
 

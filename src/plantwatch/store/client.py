@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -199,9 +199,19 @@ class ClickHouseStore:
             raise _translate(exc, sql) from exc
         return [tuple(r) for r in result.result_rows]
 
-    def query_columns(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Sequence[str]:
-        result = self._client.query(sql, parameters=dict(parameters) if parameters else None)
-        return list(result.column_names)
+    def query_named(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows with Python values typed from the ClickHouse types (DateTime
+        becomes an aware datetime, not the epoch integer the Arrow path gives for it)."""
+        settings = self._read_only(sql) if read_only else None
+        try:
+            result = self._client.query(
+                sql, parameters=dict(parameters) if parameters else None, settings=settings
+            )
+        except self._errors as exc:
+            raise _translate(exc, sql) from exc
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def _read_only(self, sql: str) -> dict[str, int] | None:
         check_read_only(sql)

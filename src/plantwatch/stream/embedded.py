@@ -188,31 +188,38 @@ class EmbeddedPlant:
         self._finished = threading.Event()
 
     def _schedule_faults(self, start: float) -> list[Fault]:
-        """The faults of this run. An explicit spec that does not fit is an error; the default
-        one shrinks to what fits the run (one of each kind, then none) and says so."""
+        """The faults of this run. A run without --duration gets the spec once per simulated
+        hour, for a day. An explicit spec that does not fit is an error; the default one
+        shrinks to what fits the run (one of each kind, then none) and says so."""
+        o = self.options
+        if o.duration_s is not None:
+            return self._schedule_window(start, o.sim_horizon_s(), o.seed)
+        out: list[Fault] = []
+        for hour in range(24):
+            out += self._schedule_window(start + 3600.0 * hour, 3600.0, o.seed + hour)
+        return out
+
+    def _schedule_window(self, start: float, horizon: float, seed: int) -> list[Fault]:
         o = self.options
         plan = parse_fault_spec(o.faults)
-        horizon = o.sim_horizon_s()
         try:
-            return schedule_faults(self.plant, plan, start=start, horizon_s=horizon, seed=o.seed)
+            return schedule_faults(self.plant, plan, start=start, horizon_s=horizon, seed=seed)
         except ConfigError:
             if not plan.use_default:
                 raise
         smaller = FaultPlan(counts=tuple((k, 1) for k in FaultKind))
         try:
-            faults = schedule_faults(
-                self.plant, smaller, start=start, horizon_s=horizon, seed=o.seed
-            )
-            log.warning("a short run: injecting one fault of each kind instead of the default set")
-            return faults
+            faults = schedule_faults(self.plant, smaller, start=start, horizon_s=horizon, seed=seed)
         except ConfigError:
             log.warning(
                 "no faults injected: %d machines and %.0f simulated seconds leave no room for "
-                "the default set (give a longer --duration or --faults none)",
+                "the default set (give a longer --duration, or --faults none)",
                 o.machines,
                 horizon,
             )
             return []
+        log.warning("a short run: injecting one fault of each kind instead of the default set")
+        return faults
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -404,10 +411,11 @@ class EmbeddedPlant:
                 f.sensor_id,
                 f.kind.value,
                 f.start,
-                f.end,
+                min(f.end, self.produced.sim_time),  # a run stopped early cuts the window
                 "sensor" if f.kind in SENSOR_FAULTS else "machine",
             )
             for f in self.faults
+            if f.start < self.produced.sim_time  # faults the run reached
         ]
         quality = evaluate(
             self.store,

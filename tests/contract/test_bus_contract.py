@@ -1,0 +1,129 @@
+"""What every bus does, run against each implementation of the port.
+
+Only the memory bus exists yet. To add Kafka, add a factory to ``FACTORIES`` (and a
+``pytest.param`` there if it needs a running broker); every test here then runs against it.
+Tests use a fresh topic and fresh groups each, so one broker serves the whole session, and they
+wait with deadlines rather than assume that one ``poll`` returns everything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from itertools import pairwise
+
+import pytest
+
+from plantwatch.bus import Bus, BusClosedError, Consumer, MemoryBus, Message
+
+BusFactory = Callable[[], Bus]
+
+FACTORIES: dict[str, BusFactory] = {
+    "memory": lambda: MemoryBus(max_messages=1024, publish_timeout=10.0),
+}
+
+DEADLINE_S = 10.0  # generous: a broker may take a while to assign partitions
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    b = FACTORIES[request.param]()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"contract.{uuid.uuid4().hex[:12]}"
+
+
+def group() -> str:
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+def drain(consumer: Consumer, n: int, *, deadline_s: float = DEADLINE_S) -> list[Message]:
+    """Poll until ``n`` messages arrived (or the deadline passed)."""
+    out: list[Message] = []
+    end = time.monotonic() + deadline_s
+    while len(out) < n and time.monotonic() < end:
+        out.extend(consumer.poll(n - len(out), 0.2))
+    return out
+
+
+def test_a_message_arrives_with_its_key_and_headers(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    assert bus.publish(topic, b"payload", key=b"press-01", headers={"ct": "x"}) >= 1
+    [m] = drain(c, 1)
+    assert m.topic == topic
+    assert m.value == b"payload"
+    assert m.key == b"press-01"
+    assert dict(m.headers) == {"ct": "x"}
+    assert m.offset >= 0
+
+
+def test_each_group_receives_every_message_once_in_order(bus: Bus, topic: str) -> None:
+    consumers = [bus.subscribe(topic, group()) for _ in range(2)]
+    for i in range(20):
+        bus.publish(topic, str(i).encode(), key=b"one-key")
+    for c in consumers:
+        got = drain(c, 20)
+        assert [m.value for m in got] == [str(i).encode() for i in range(20)]
+        c.commit(got)
+        assert c.poll(10, 0.1) == []  # nothing twice
+
+
+def test_offsets_increase_in_publish_order(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    for _ in range(5):
+        bus.publish(topic, b"x", key=b"one-key")
+    offsets = [m.offset for m in drain(c, 5)]
+    assert len(offsets) == 5
+    assert all(a < b for a, b in pairwise(offsets))
+
+
+def test_poll_returns_at_most_max_messages(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    for i in range(5):
+        bus.publish(topic, bytes([i]), key=b"one-key")
+    first = c.poll(2, DEADLINE_S)
+    assert 1 <= len(first) <= 2
+    rest = drain(c, 5 - len(first))
+    assert [m.value for m in first + rest] == [bytes([i]) for i in range(5)]
+
+
+def test_poll_of_an_empty_topic_returns_nothing(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    assert c.poll(10, 0.05) == []
+
+
+def test_on_commit_fires_once_after_the_commit(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    fired = threading.Event()
+    calls: list[int] = []
+
+    def ack() -> None:
+        calls.append(1)
+        fired.set()
+
+    bus.publish(topic, b"x", on_commit=ack)
+    got = drain(c, 1)
+    c.commit(got)
+    assert fired.wait(DEADLINE_S)
+    c.commit(got)  # again: still one acknowledgement
+    assert calls == [1]
+
+
+def test_a_closed_consumer_refuses_to_poll(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    c.close()
+    with pytest.raises(BusClosedError):
+        c.poll(1, 0)
+
+
+def test_a_closed_bus_refuses_to_publish(bus: Bus, topic: str) -> None:
+    bus.subscribe(topic, group())
+    bus.close()
+    with pytest.raises(BusClosedError):
+        bus.publish(topic, b"x")
