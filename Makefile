@@ -38,8 +38,8 @@ fmt: $(STAMP) ## format and auto-fix
 test: lint ## lint, then the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
 
-bench: ## benchmarks (see issue 9)
-	@echo "make bench: the benchmark suite is issue 9; until it lands, see README 'Measured figures'"
+bench: $(STAMP) ## pipeline and store throughput on one simulated plant hour (full suite: issue 9)
+	$(PY) bench/pipeline_throughput.py
 
 clean: ## remove the venv, caches and the default data folder
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

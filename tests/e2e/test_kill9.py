@@ -94,3 +94,48 @@ def test_kill_minus_nine_then_restart_stores_every_accepted_reading_once(
         "FROM plantwatch.raw_readings FINAL",
     )
     assert raw["n"] == raw["k"]
+
+
+def test_ctrl_c_flushes_everything_and_exits_cleanly(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from plantwatch.edge.spool import Spool
+
+    data = tmp_path / "data"
+    summary = tmp_path / "s.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plantwatch.cli",
+            "run",
+            "--no-live",
+            "--machines",
+            "10",
+            "--speed",
+            "20",
+            "--data-dir",
+            str(data),
+            "--summary-json",
+            str(summary),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_stored(data, minimum=5, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "[ok]" in out
+    s = json.loads(summary.read_text())
+    assert s["readings_generated"] == s["readings_stored"] + s["duplicates_dropped"] + sum(
+        s["dead_letters"].values()
+    )
+    with Spool(data / "spool") as spool:
+        assert spool.stats.pending_entries == 0  # every accepted reading was stored and acked

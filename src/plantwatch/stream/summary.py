@@ -89,6 +89,21 @@ def _first(
     return (ts[i] / 1000.0 - truth.start, str(ev["source"][i]))
 
 
+def _outside_faults(
+    ev: Mapping[str, np.ndarray], truths: Sequence[Truth], grace_s: float
+) -> np.ndarray:
+    """Rows of ``ev`` on a machine outside all of its fault windows (+ grace)."""
+    ts = ev["ts_ms"].astype(np.int64)
+    inside = np.zeros(len(ts), np.bool_)
+    for t in truths:
+        inside |= (
+            (ev["machine_id"] == t.machine_id)
+            & (ts >= t.start * 1000)
+            & (ts <= (t.end + grace_s) * 1000)
+        )
+    return ~inside
+
+
 def evaluate(
     store: Store,
     truths: Sequence[Truth],
@@ -118,6 +133,18 @@ def evaluate(
             }
         )
     # false alerts: fired on a machine outside all its fault windows (+ grace)
+    outside = _outside_faults(anomalies, truths, grace_s)
+    false_anomalies = (
+        {
+            str(det): int(n)
+            for det, n in zip(
+                *np.unique(anomalies["source"][outside].astype(str), return_counts=True),
+                strict=True,
+            )
+        }
+        if outside.any()
+        else {}
+    )
     false = []
     ts = alerts["ts_ms"].astype(np.int64) if len(alerts["ts_ms"]) else np.zeros(0, np.int64)
     for i in range(len(ts)):
@@ -159,6 +186,7 @@ def evaluate(
             "false_alerts_per_machine_hour": round(len(false) / machine_hours, 4)
             if machine_hours
             else None,
+            "anomalies_outside_faults": false_anomalies,
             "grace_s": grace_s,
         },
     }
