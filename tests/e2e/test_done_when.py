@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run_summary
+from plantwatch_cli import run_summary
 
 
 def test_fifty_machines_for_one_simulated_hour(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from plantwatch.edge.spool import recover_sequences
 
-from conftest import query, run_summary
+from plantwatch_cli import query, run_summary
 
 
 def wait_for_stored(data: Path, minimum: int, timeout: float) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import plantwatch, query, run_summary
+from plantwatch_cli import plantwatch, query, run_summary
 
 SUMMARY_KEYS = {
     "readings_generated",

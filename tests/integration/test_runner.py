@@ -17,7 +17,7 @@ from plantwatch.store.queries import register_machines, table_counts
 from plantwatch.stream import Pipeline
 from plantwatch.stream.local import WRITE_ORDER, LocalRunner, stop_when_idle
 
-from conftest import T0_MS, readings
+from batches import T0_MS, readings
 
 TOPIC = "plantwatch.readings.raw"
 

@@ -13,7 +13,7 @@ from plantwatch.core import codec
 from plantwatch.core.deadletter import REASONS, Reason
 from plantwatch.stream import Pipeline, PipelineConfig
 
-from conftest import T0_MS, readings
+from batches import T0_MS, readings
 
 NOW = T0_MS + 60_000
 
@@ -174,3 +174,16 @@ def test_reason_codes_are_the_documented_set() -> None:
         "bad_quality",
         "stale_sequence",
     }
+
+
+def test_details_belong_to_their_own_rows() -> None:
+    rows = readings(values=[1.0, 2.0, 3.0]).to_pylist()
+    rows[0].update(machine_id=None, schema_version=7)  # first reason wins: missing machine_id
+    rows[2].update(schema_version=9)
+    table = pa.Table.from_pylist(rows, schema=readings(values=[1.0]).schema)
+    _, dead = run(table)
+    got = sorted((d["reason"], d["detail"]) for d in dead)
+    assert got == [
+        (Reason.MISSING_FIELD.value, "machine_id is missing or empty"),
+        (Reason.UNSUPPORTED_SCHEMA.value, "schema_version 9 (supported: 1)"),
+    ]

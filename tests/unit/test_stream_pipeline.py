@@ -11,7 +11,7 @@ import pytest
 from plantwatch.core.reading import READING_SCHEMA
 from plantwatch.stream import Output, Pipeline, PipelineConfig
 
-from conftest import T0_MS, readings
+from batches import T0_MS, readings
 
 PUMP = {"p1": "centrifugal_pump"}
 

@@ -299,10 +299,7 @@ def decode(content_type: str, payload: bytes) -> Decoded:
         try:
             return Decoded(decode_arrow(payload))
         except CodecError as exc:
-            return Decoded(
-                READING_SCHEMA.empty_table(),
-                [Reject(Reason.MALFORMED, str(exc), payload[:4096].hex())],
-            )
+            return _malformed(str(exc), payload[:4096].hex())
     if content_type == NDJSON:
         return decode_json_batch(payload)
     if content_type == JSON:
@@ -311,27 +308,17 @@ def decode(content_type: str, payload: bytes) -> Decoded:
         try:
             obj = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return Decoded(
-                READING_SCHEMA.empty_table(),
-                [
-                    Reject(
-                        Reason.MALFORMED,
-                        f"not JSON: {exc}",
-                        payload[:4096].decode("utf-8", "replace"),
-                    )
-                ],
-            )
+            return _malformed(f"not JSON: {exc}", payload[:4096].decode("utf-8", "replace"))
         return decode_json_batch(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
-    return Decoded(
-        READING_SCHEMA.empty_table(),
-        [
-            Reject(
-                Reason.MALFORMED,
-                f"unknown content type {content_type!r}; use one of {', '.join(CONTENT_TYPES)}",
-                payload[:4096].decode("utf-8", "replace"),
-            )
-        ],
+    return _malformed(
+        f"unknown content type {content_type!r}; use one of {', '.join(CONTENT_TYPES)}",
+        payload[:4096].decode("utf-8", "replace"),
     )
+
+
+def _malformed(detail: str, payload: str) -> Decoded:
+    """A payload that yields no readings at all: one MALFORMED reject for the whole of it."""
+    return Decoded(READING_SCHEMA.empty_table(), [Reject(Reason.MALFORMED, detail, payload)])
 
 
 def table_to_json_rows(table: pa.Table) -> list[str]:

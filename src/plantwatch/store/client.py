@@ -176,41 +176,35 @@ class ClickHouseStore:
         except self._errors as exc:
             raise _translate(exc, f"INSERT INTO {self.database}.{table}") from exc
 
-    def query_arrow(
-        self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
-    ) -> pa.Table:
+    def _run(
+        self, method: str, sql: str, parameters: Mapping[str, Any] | None, read_only: bool
+    ) -> Any:
+        """One query through clickhouse-connect, its errors translated here and nowhere else."""
         settings = self._read_only(sql) if read_only else None
         try:
-            return self._client.query_arrow(
+            return getattr(self._client, method)(
                 sql, parameters=dict(parameters) if parameters else None, settings=settings
             )
         except self._errors as exc:
             raise _translate(exc, sql) from exc
 
+    def query_arrow(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
+    ) -> pa.Table:
+        return self._run("query_arrow", sql, parameters, read_only)
+
     def query_rows(
         self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
     ) -> list[tuple[Any, ...]]:
-        settings = self._read_only(sql) if read_only else None
-        try:
-            result = self._client.query(
-                sql, parameters=dict(parameters) if parameters else None, settings=settings
-            )
-        except self._errors as exc:
-            raise _translate(exc, sql) from exc
+        result = self._run("query", sql, parameters, read_only)
         return [tuple(r) for r in result.result_rows]
 
     def query_named(
         self, sql: str, parameters: Mapping[str, Any] | None = None, *, read_only: bool = False
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows with Python values typed from the ClickHouse types (DateTime
-        becomes an aware datetime, not the epoch integer the Arrow path gives for it)."""
-        settings = self._read_only(sql) if read_only else None
-        try:
-            result = self._client.query(
-                sql, parameters=dict(parameters) if parameters else None, settings=settings
-            )
-        except self._errors as exc:
-            raise _translate(exc, sql) from exc
+        becomes a datetime, not the epoch integer the Arrow path gives for it)."""
+        result = self._run("query", sql, parameters, read_only)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def _read_only(self, sql: str) -> dict[str, int] | None:

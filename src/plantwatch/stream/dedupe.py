@@ -113,32 +113,27 @@ class Deduper:
             cut = max(min(extra), max(extra) - self.horizon) - 1
             self._floor[sensor] = max(int(self._floor[sensor]), cut)
             c = max(c, cut)
-            extra = {q for q in extra if q > c}
-        while c + 1 in extra:
-            c += 1
-            extra.discard(c)
-        self._contig[sensor] = c
+        self._settle(sensor, c, extra)
+        return known
+
+    def _settle(self, sensor: int, contig: int, seen: set[int]) -> None:
+        """Fold seen seqs that continue the contiguous run into it; keep the rest as gaps."""
+        extra = {q for q in seen if q > contig}
+        while contig + 1 in extra:
+            contig += 1
+            extra.discard(contig)
+        self._contig[sensor] = contig
         if extra:
             self._extra[sensor] = extra
         else:
             self._extra.pop(sensor, None)
-        return known
 
     def restore(self, sensor: int, *, floor: int, contig: int, seen_above: list[int]) -> None:
         """State of one sensor from the store: seqs ``<= floor`` are stale, ``floor < seq <=
         contig`` all seen, plus ``seen_above``."""
         self._ensure(sensor + 1)
         self._floor[sensor] = floor
-        c = max(contig, floor)
-        extra = {q for q in seen_above if q > c}
-        while c + 1 in extra:
-            c += 1
-            extra.discard(c)
-        self._contig[sensor] = c
-        if extra:
-            self._extra[sensor] = extra
-        else:
-            self._extra.pop(sensor, None)
+        self._settle(sensor, max(contig, floor), set(seen_above))
 
     def state_size(self) -> int:
         """Seqs held in gap sets (bounded by the horizon per sensor)."""

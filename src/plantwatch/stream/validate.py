@@ -7,6 +7,7 @@ after it. Details (the text a person reads) are only built for failing rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +57,17 @@ class _Builder:
         self.codes: Codes = np.full(n, OK, np.int16)
         self.details: dict[int, str] = {}
 
-    def mark(self, mask: npt.NDArray[np.bool_], reason: Reason, detail: str | list[str]) -> None:
-        rows = np.flatnonzero(mask & (self.codes == OK))
-        if len(rows) == 0:
+    def mark(
+        self, mask: npt.NDArray[np.bool_], reason: Reason, detail: str | Callable[[int], str]
+    ) -> None:
+        """Give ``reason`` to the rows in ``mask`` that have none yet; ``detail`` is the text, or
+        builds it from a row index (called for those rows only)."""
+        if not mask.any():
             return
+        rows = np.flatnonzero(mask & (self.codes == OK))
         self.codes[rows] = CODE[reason]
-        for j, r in enumerate(rows):
-            self.details[int(r)] = detail if isinstance(detail, str) else detail[j]
+        for r in rows.tolist():
+            self.details[r] = detail if isinstance(detail, str) else detail(r)
 
     def done(self) -> Problems:
         return Problems(self.codes, self.details)
@@ -71,20 +76,16 @@ class _Builder:
 def key_problems(table: pa.Table) -> Problems:
     b = _Builder(table.num_rows)
     for name in ("machine_id", "sensor_id"):
-        b.mark(
-            _null_or_empty(table.column(name)), Reason.MISSING_FIELD, f"{name} is missing or empty"
-        )
+        missing = _null_or_empty(table.column(name))
+        b.mark(missing, Reason.MISSING_FIELD, f"{name} is missing or empty")
     b.mark(_null(table.column("seq")), Reason.MISSING_FIELD, "seq is missing")
     ver = np.asarray(table.column("schema_version").fill_null(1).to_numpy(), np.int64)
-    bad_ver = ~np.isin(ver, list(SUPPORTED_SCHEMA_VERSIONS))
-    if bad_ver.any():
-        rows = np.flatnonzero(bad_ver)
-        supported = ", ".join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))
-        b.mark(
-            bad_ver,
-            Reason.UNSUPPORTED_SCHEMA,
-            [f"schema_version {ver[r]} (supported: {supported})" for r in rows],
-        )
+    supported = ", ".join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))
+    b.mark(
+        ~np.isin(ver, list(SUPPORTED_SCHEMA_VERSIONS)),
+        Reason.UNSUPPORTED_SCHEMA,
+        lambda r: f"schema_version {ver[r]} (supported: {supported})",
+    )
     return b.done()
 
 
@@ -92,88 +93,56 @@ def value_problems(
     table: pa.Table, *, now_ms: int, limits: TimeLimits
 ) -> tuple[Problems, Normalized]:
     """Problems of each row, and the values normalized to canonical units."""
-    n = table.num_rows
-    b = _Builder(n)
+    b = _Builder(table.num_rows)
     for name in ("kind", "unit"):
-        b.mark(
-            _null_or_empty(table.column(name)), Reason.MISSING_FIELD, f"{name} is missing or empty"
-        )
+        missing = _null_or_empty(table.column(name))
+        b.mark(missing, Reason.MISSING_FIELD, f"{name} is missing or empty")
     for name in ("value", "ts"):
         b.mark(_null(table.column(name)), Reason.MISSING_FIELD, f"{name} is missing")
     kind = table.column("kind").combine_chunks().fill_null("")
-    unknown = ~np.asarray(
-        pc.is_in(kind, pa.array(KIND_NAMES)).to_numpy(zero_copy_only=False), np.bool_
+    known = pc.is_in(kind, pa.array(KIND_NAMES)).to_numpy(zero_copy_only=False)
+    names = ", ".join(KIND_NAMES)
+    b.mark(
+        ~np.asarray(known, np.bool_),
+        Reason.UNKNOWN_KIND,
+        lambda r: f"unknown kind {kind[r].as_py()!r}; known: {names}",
     )
-    if unknown.any():
-        kinds = kind.to_pylist()
-        known = ", ".join(KIND_NAMES)
-        b.mark(
-            unknown,
-            Reason.UNKNOWN_KIND,
-            [
-                f"unknown kind {kinds[r]!r}; known: {known}"
-                for r in np.flatnonzero(unknown & (b.codes == OK))
-            ],
-        )
     unit = table.column("unit").combine_chunks().fill_null("")
     values = np.asarray(table.column("value").fill_null(np.nan).to_numpy(), np.float64)
     norm = normalize(kind, unit, values)
-    bad_unit = ~norm.ok
-    if bad_unit.any():
-        units = unit.to_pylist()
-        rows = np.flatnonzero(bad_unit & (b.codes == OK))
-        b.mark(
-            bad_unit,
-            Reason.BAD_UNIT,
-            [f"unit {units[r]!r}: {norm.problems.get(int(r), '')}" for r in rows],
-        )
-    nonfinite = ~np.isfinite(values)
-    if nonfinite.any():
-        rows = np.flatnonzero(nonfinite & (b.codes == OK))
-        b.mark(
-            nonfinite,
-            Reason.NON_FINITE_VALUE,
-            [f"value {values[r]!r} is not a finite number" for r in rows],
-        )
-    quality = table.column("quality").combine_chunks()
-    bad_q = ~np.asarray(
-        pc.or_kleene(pc.is_null(quality), pc.is_in(quality, pa.array(QUALITY_NAMES)))
-        .fill_null(True)
-        .to_numpy(zero_copy_only=False),
-        np.bool_,
+    b.mark(
+        ~norm.ok,
+        Reason.BAD_UNIT,
+        lambda r: f"unit {unit[r].as_py()!r}: {norm.problems.get(r, '')}",
     )
-    if bad_q.any():
-        qs = quality.to_pylist()
-        rows = np.flatnonzero(bad_q & (b.codes == OK))
-        b.mark(
-            bad_q,
-            Reason.BAD_QUALITY,
-            [f"quality {qs[r]!r}; use one of {', '.join(QUALITY_NAMES)}" for r in rows],
-        )
+    b.mark(
+        ~np.isfinite(values),
+        Reason.NON_FINITE_VALUE,
+        lambda r: f"value {values[r]!r} is not a finite number",
+    )
+    quality = table.column("quality").combine_chunks()
+    good_q = pc.or_kleene(pc.is_null(quality), pc.is_in(quality, pa.array(QUALITY_NAMES)))
+    b.mark(
+        ~np.asarray(good_q.fill_null(True).to_numpy(zero_copy_only=False), np.bool_),
+        Reason.BAD_QUALITY,
+        lambda r: f"quality {quality[r].as_py()!r}; use one of {', '.join(QUALITY_NAMES)}",
+    )
     ts = ts_ms(table)
     has_ts = ts != np.iinfo(np.int64).min
-    future = has_ts & (ts > now_ms + limits.max_future_skew_ms)
-    if future.any():
-        rows = np.flatnonzero(future & (b.codes == OK))
-        b.mark(
-            future,
-            Reason.FUTURE_TIMESTAMP,
-            [
-                f"event time is {(ts[r] - now_ms) / 1000:.0f} s ahead of the pipeline clock "
-                f"(allowed {limits.max_future_skew_ms / 1000:.0f} s): check the device clock"
-                for r in rows
-            ],
-        )
-    old = has_ts & (ts < now_ms - limits.max_age_ms)
-    if old.any():
-        rows = np.flatnonzero(old & (b.codes == OK))
-        b.mark(
-            old,
-            Reason.TOO_OLD,
-            [
-                f"event time is {(now_ms - ts[r]) / 86_400_000:.1f} days old (maximum age "
-                f"{limits.max_age_ms / 86_400_000:.1f} days)"
-                for r in rows
-            ],
-        )
+    b.mark(
+        has_ts & (ts > now_ms + limits.max_future_skew_ms),
+        Reason.FUTURE_TIMESTAMP,
+        lambda r: (
+            f"event time is {(ts[r] - now_ms) / 1000:.0f} s ahead of the pipeline clock "
+            f"(allowed {limits.max_future_skew_ms / 1000:.0f} s): check the device clock"
+        ),
+    )
+    b.mark(
+        has_ts & (ts < now_ms - limits.max_age_ms),
+        Reason.TOO_OLD,
+        lambda r: (
+            f"event time is {(now_ms - ts[r]) / 86_400_000:.1f} days old (maximum age "
+            f"{limits.max_age_ms / 86_400_000:.1f} days)"
+        ),
+    )
     return b.done(), norm

@@ -1,4 +1,4 @@
-"""Helpers to run the real ``plantwatch`` command in a subprocess."""
+"""Run the real ``plantwatch`` command in a subprocess (importable as ``plantwatch_cli``)."""
 
 from __future__ import annotations
 
