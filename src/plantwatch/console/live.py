@@ -83,13 +83,14 @@ def render(s: Snapshot, *, max_machines: int = 24) -> Group:
     machines.add_column("machine", no_wrap=True)
     machines.add_column("type", no_wrap=True, style="dim")
     machines.add_column("state", no_wrap=True)
-    machines.add_column("latest values", overflow="fold")
-    machines.add_column("active alerts", overflow="fold")
+    # one line per machine: cells are cut with an ellipsis rather than wrapped
+    machines.add_column("latest values", no_wrap=True, overflow="ellipsis", ratio=3)
+    machines.add_column("active alerts", no_wrap=True, overflow="ellipsis", ratio=2)
     order = {"ALARM": 0, "WARN": 1, "SENSOR": 2, "OK": 3}
     rows = sorted(s.machines, key=lambda r: (order.get(r.state, 9), r.machine_id))
     for r in rows[:max_machines]:
-        values = "  ".join(
-            f"{sensor} [{'red' if q == 'bad' else 'default'}]{v:.4g}[/] {u}"
+        values = Text("  ").join(
+            Text.assemble(f"{sensor} ", (f"{v:.4g}", "red" if q == "bad" else ""), f" {u}")
             for sensor, v, u, q in r.values
         )
         machines.add_row(
@@ -97,7 +98,7 @@ def render(s: Snapshot, *, max_machines: int = 24) -> Group:
             r.machine_type,
             Text(r.state, style=_STATE_STYLE.get(r.state, "")),
             values,
-            "; ".join(r.alerts),
+            ", ".join(r.alerts),
         )
     if len(rows) > max_machines:
         ok = sum(1 for r in rows[max_machines:] if r.state == "OK")
@@ -105,8 +106,8 @@ def render(s: Snapshot, *, max_machines: int = 24) -> Group:
             f"… {len(rows) - max_machines} more", "", Text(f"{ok} OK", style="green"), "", ""
         )
     recent = Table(expand=True, box=None, header_style="bold", pad_edge=False)
-    recent.add_column("recent anomalies", overflow="fold")
-    recent.add_column("recent alert events", overflow="fold")
+    recent.add_column("recent anomalies", no_wrap=True, overflow="ellipsis")
+    recent.add_column("recent alert events", no_wrap=True, overflow="ellipsis")
     an = [
         f"{a['ts']:%H:%M:%S} {a['machine_id']}/{a['sensor_id']} {a['detector']} {a['severity']}"
         for a in list(s.recent_anomalies)[-8:]

@@ -382,7 +382,10 @@ class Pipeline:
         except (KeyError, ValueError, IndexError):
             message = f"{rule.name} on {machine}/{sensor_id}"
         if state == "resolved":
-            message = f"resolved: {message}"
+            message = (
+                f"resolved: {rule.name} on {machine}/{sensor_id}, "
+                f"clear for {rule.resolve_after_s:g} s"
+            )
         return AlertEvent(
             ts_ms=ts,
             rule=rule.name,
