@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from plantwatch.services import KafkaCluster
 from plantwatch.store import ClickHouseStore, migrate, open_store
+
+from kafka_support import running_cluster
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +34,10 @@ def store(chdb_engine: ClickHouseStore) -> Iterator[ClickHouseStore]:
     migrate(db)
     yield db
     db.command(f"DROP DATABASE IF EXISTS {db.database}")
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """One real Kafka broker for the session (tests isolate themselves by topic prefix)."""
+    with running_cluster(tmp_path_factory.mktemp("kafka")) as cluster:
+        yield cluster

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     run.add_argument("--faults", default="default", metavar="SPEC", help=FAULTS_HELP)
     run.add_argument(
+        "--bus",
+        default=None,
+        metavar="URL",
+        help="kafka://host:port[,host:port] to run the plant through Apache Kafka "
+        "(default: the in-process bus)",
+    )
+    run.add_argument(
         "--no-live", action="store_true", help="plain log lines instead of the live view"
     )
     run.add_argument(
@@ -111,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the run summary as JSON",
     )
+
+    _role_parsers(sub)
 
     q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
     q.add_argument(
@@ -122,6 +132,147 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _role_parsers(sub: Any) -> None:
+    """The distributed shape: devices, workers and the sink as separate processes over Kafka."""
+    bus_help = "kafka://host:port[,host:port] of the Kafka cluster"
+    sim = sub.add_parser("simulate", help="only the simulated devices, publishing to Kafka")
+    sim.add_argument("--bus", required=True, metavar="URL", help=bus_help)
+    sim.add_argument("--machines", type=_positive(int), default=12)
+    sim.add_argument("--rate", type=_positive(float), default=1.0, metavar="HZ")
+    sim.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    sim.add_argument("--speed", type=_speed, default=1.0, metavar="X")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--faults", default="default", metavar="SPEC", help=FAULTS_HELP)
+    sim.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help="the SDK spool")
+    proc = sub.add_parser("process", help="a stream worker in a Kafka consumer group")
+    proc.add_argument("--bus", required=True, metavar="URL", help=bus_help)
+    proc.add_argument("--group", default="plantwatch-stream", help="consumer group")
+    snk = sub.add_parser("sink", help="the stream's outputs from Kafka into ClickHouse")
+    snk.add_argument("--bus", required=True, metavar="URL", help=bus_help)
+    snk.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="chdb:///abs/path or http(s)://host:8123 (default: the data folder's chDB)",
+    )
+    snk.add_argument("--data-dir", type=Path, default=None, metavar="DIR")
+    snk.add_argument("--group", default="plantwatch-sink", help="consumer group")
+    svc = sub.add_parser("services", help="start and stop local services for development and tests")
+    svc_sub = svc.add_subparsers(dest="service", required=True)
+    kafka = svc_sub.add_parser(
+        "kafka", help="Apache Kafka (KRaft) on 127.0.0.1, jars from Maven Central"
+    )
+    kafka.add_argument("action", choices=("start", "stop", "status"))
+    kafka.add_argument("--brokers", type=int, choices=(1, 3), default=1)
+    kafka.add_argument("--dir", type=Path, default=Path(".cache/kafka-run"), metavar="DIR")
+    kafka.add_argument("--port", type=int, default=9092, metavar="P")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by the first SIGINT or SIGTERM (the role then finishes cleanly)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping (again to abort)")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from plantwatch.stream.distributed import simulate
+    from plantwatch.stream.producer import RunOptions
+
+    options = RunOptions(
+        machines=args.machines,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        speed=args.speed,
+        seed=args.seed,
+        faults=args.faults,
+        bus_url=args.bus,
+    )
+    r = simulate(options, _settings(args), _stop_on_signals(), progress=lambda p: log.info("%s", p))
+    print(
+        json.dumps(
+            {
+                "generated": r.generated,
+                "replayed": r.replayed,
+                "drained": r.drained,
+                "sim_seconds": r.sim_seconds,
+                "wall_seconds": round(r.wall_seconds, 3),
+                "produced_per_s": round(r.generated / max(r.wall_seconds, 1e-9)),
+            }
+        )
+    )
+    return 0 if r.drained else 3
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from plantwatch.stream.distributed import process
+
+    m = process(_settings(args), args.bus, _stop_on_signals(), group=args.group)
+    c = m.counts
+    busy = (m.last_stored or 0) - (m.first_stored or 0)
+    print(
+        json.dumps(
+            {
+                "received": c.received,
+                "duplicates": c.duplicates,
+                "dead_letters": dict(c.dead),
+                "late": c.late,
+                "anomalies": m.anomalies,
+                "alerts_fired": m.alerts_fired,
+                "processed_per_s": round(c.received / busy) if busy > 0 else None,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from plantwatch.stream.distributed import sink
+
+    settings = _settings(args)
+    if args.store:
+        settings = settings.model_copy(update={"store_url": args.store})
+    m = sink(settings, args.bus, _stop_on_signals(), group=args.group)
+    print(
+        json.dumps(
+            {
+                "stored": m.counts.stored,
+                "duplicates_dropped": m.counts.duplicates,
+                "sunk_per_s": round(m.throughput()),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from plantwatch.services import kafka
+
+    settings = Settings()
+    if args.action == "start":
+        st = kafka.start(
+            dir=args.dir, cache_dir=settings.cache_dir, brokers=args.brokers, port=args.port
+        )
+        print(st.describe())
+        print(f"\nbootstrap: {st.bootstrap}   (plantwatch run --bus kafka://{st.bootstrap})")
+        return 0
+    if args.action == "stop":
+        stopped = kafka.stop(dir=args.dir)
+        print(f"stopped nodes {list(stopped)}" if stopped else f"nothing was running in {args.dir}")
+        return 0
+    st = kafka.status(dir=args.dir)
+    print(st.describe())
+    return 0 if st.healthy else 1
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings()
     if getattr(args, "data_dir", None) is not None:
@@ -131,7 +282,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from plantwatch.console.live import run_live, run_log
-    from plantwatch.stream.embedded import EmbeddedPlant, RunOptions
+    from plantwatch.stream.embedded import EmbeddedPlant
+    from plantwatch.stream.producer import RunOptions
 
     settings = _settings(args)
     options = RunOptions(
@@ -142,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         faults=args.faults,
         log_alerts=args.no_live,
+        bus_url=args.bus,
     )
     plant = EmbeddedPlant(options, settings)
     try:
@@ -284,6 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "query":
             return cmd_query(args)
+        if args.command == "simulate":
+            return cmd_simulate(args)
+        if args.command == "process":
+            return cmd_process(args)
+        if args.command == "sink":
+            return cmd_sink(args)
+        if args.command == "services":
+            return cmd_services(args)
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

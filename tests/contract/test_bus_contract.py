@@ -1,7 +1,6 @@
 """What every bus does, run against each implementation of the port.
 
-Only the memory bus exists yet. To add Kafka, add a factory to ``FACTORIES`` (and a
-``pytest.param`` there if it needs a running broker); every test here then runs against it.
+The memory bus and Kafka (a real broker started once for the session) both run every test.
 Tests use a fresh topic and fresh groups each, so one broker serves the whole session, and they
 wait with deadlines rather than assume that one ``poll`` returns everything.
 """
@@ -17,6 +16,9 @@ from itertools import pairwise
 import pytest
 
 from plantwatch.bus import Bus, BusClosedError, Consumer, MemoryBus, Message
+from plantwatch.bus.kafka import KafkaBus
+from plantwatch.bus.kafka_config import TopicSpec
+from plantwatch.core.settings import KafkaSettings
 
 BusFactory = Callable[[], Bus]
 
@@ -27,16 +29,23 @@ FACTORIES: dict[str, BusFactory] = {
 DEADLINE_S = 10.0  # generous: a broker may take a while to assign partitions
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(params=[*sorted(FACTORIES), "kafka"])
 def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    b = FACTORIES[request.param]()
+    if request.param == "kafka":  # a real broker, started once for the session
+        cluster = request.getfixturevalue("kafka")
+        b: Bus = KafkaBus(cluster.bootstrap, KafkaSettings(), publish_timeout=10.0)
+    else:
+        b = FACTORIES[request.param]()
     yield b
     b.close()
 
 
 @pytest.fixture
-def topic() -> str:
-    return f"contract.{uuid.uuid4().hex[:12]}"
+def topic(bus: Bus) -> str:
+    name = f"contract.{uuid.uuid4().hex[:12]}"
+    if isinstance(bus, KafkaBus):
+        bus.ensure_topics({name: TopicSpec(partitions=3, replication_factor=1)})
+    return name
 
 
 def group() -> str:

@@ -13,14 +13,15 @@ def test_topic_names_carry_the_prefix() -> None:
     assert t.anomalies == "site7.anomalies"
     assert t.alerts == "site7.alerts"
     assert t.dead_letters == "site7.deadletters"
+    assert t.machines == "site7.machines"
     assert Topics().raw == "plantwatch.readings.raw"
 
 
 def test_all_topics_are_distinct() -> None:
     for topics in (Topics(), Topics("a"), Topics("plant.site-7")):
         names = topics.all()
-        assert len(names) == 6
-        assert len(set(names)) == 6
+        assert len(names) == 7
+        assert len(set(names)) == 7
         assert all(n.startswith(f"{topics.prefix}.") for n in names)
         assert set(names) == {
             topics.raw,
@@ -29,5 +30,6 @@ def test_all_topics_are_distinct() -> None:
             topics.anomalies,
             topics.alerts,
             topics.dead_letters,
+            topics.machines,
         }
     assert set(Topics("a").all()).isdisjoint(Topics("b").all())

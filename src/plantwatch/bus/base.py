@@ -20,6 +20,7 @@ class Message:
     key: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     offset: int = -1
+    partition: int = -1
 
 
 class Consumer(Protocol):
@@ -48,7 +49,8 @@ class Bus(Protocol):
         Blocks while the topic is full, up to ``timeout`` (then :class:`BusFullError`).
         """
 
-    def subscribe(self, topic: str, group: str) -> Consumer:
-        """A consumer in ``group``; each group receives every message once."""
+    def subscribe(self, topic: str | Sequence[str], group: str) -> Consumer:
+        """A consumer in ``group`` of one topic or several; each group receives every message
+        once."""
 
     def close(self) -> None: ...

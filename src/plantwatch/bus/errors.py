@@ -15,3 +15,11 @@ class BusFullError(BusError):
 
 class BusClosedError(BusError):
     """The bus or the consumer is closed."""
+
+
+class BusUnavailableError(BusError):
+    """The broker cannot be reached (or is not answering) right now; retry later."""
+
+
+class BusConfigError(BusError):
+    """A topic or client setting is wrong; the message says which and what to change."""

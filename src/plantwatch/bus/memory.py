@@ -80,7 +80,9 @@ class MemoryBus:
 
     # -- consumer side -------------------------------------------------------------------------
 
-    def subscribe(self, topic: str, group: str) -> MemoryConsumer:
+    def subscribe(self, topic: str | Sequence[str], group: str) -> MemoryConsumer | FanInConsumer:
+        if not isinstance(topic, str):
+            return FanInConsumer([self.subscribe(t, group) for t in topic])
         with self._cond:
             if self._closed:
                 raise BusClosedError("bus is closed")
@@ -176,3 +178,38 @@ class MemoryConsumer:
         if not self._closed:
             self._closed = True
             self._bus._unsubscribe(self.topic, self.group)
+
+
+class FanInConsumer:
+    """One consumer over several topics of the memory bus (each keeps its own queue)."""
+
+    def __init__(self, consumers: Sequence[MemoryConsumer | FanInConsumer]) -> None:
+        self._consumers = [c for c in consumers if isinstance(c, MemoryConsumer)]
+        self._by_topic = {c.topic: c for c in self._consumers}
+        self._next = 0
+
+    def poll(self, max_messages: int, timeout: float) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while True:
+            out: list[Message] = []
+            n = len(self._consumers)
+            for i in range(n):  # round robin, so no topic starves
+                c = self._consumers[(self._next + i) % n]
+                out.extend(c.poll(max_messages - len(out), 0.0))
+                if len(out) >= max_messages:
+                    break
+            self._next = (self._next + 1) % max(n, 1)
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            time.sleep(min(0.01, left))
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        for topic, consumer in self._by_topic.items():
+            mine = [m for m in messages if m.topic == topic]
+            if mine:
+                consumer.commit(mine)
+
+    def close(self) -> None:
+        for c in self._consumers:
+            c.close()

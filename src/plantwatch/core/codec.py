@@ -60,10 +60,15 @@ class Reject:
 
 @dataclass(slots=True)
 class Decoded:
-    """A decoded batch: readings that decoded (``READING_SCHEMA``) and the rejects."""
+    """A decoded batch: readings that decoded (``READING_SCHEMA``) and the rejects.
+
+    ``whole`` is True when nothing of the payload decoded (corrupt bytes, unknown content
+    type): its one reject stands for the payload, which a dead-letter topic keeps as is.
+    """
 
     table: pa.Table
     rejects: list[Reject] = field(default_factory=list)
+    whole: bool = False
 
 
 # -- Arrow -----------------------------------------------------------------------------------
@@ -318,7 +323,9 @@ def decode(content_type: str, payload: bytes) -> Decoded:
 
 def _malformed(detail: str, payload: str) -> Decoded:
     """A payload that yields no readings at all: one MALFORMED reject for the whole of it."""
-    return Decoded(READING_SCHEMA.empty_table(), [Reject(Reason.MALFORMED, detail, payload)])
+    return Decoded(
+        READING_SCHEMA.empty_table(), [Reject(Reason.MALFORMED, detail, payload)], whole=True
+    )
 
 
 def table_to_json_rows(table: pa.Table) -> list[str]:
@@ -329,6 +336,23 @@ def table_to_json_rows(table: pa.Table) -> list[str]:
         json.dumps({k: _json_value(cols[k][i]) for k in names}, ensure_ascii=False, default=str)
         for i in range(table.num_rows)
     ]
+
+
+def encode_table(table: pa.Table) -> bytes:
+    """Any Arrow table as an IPC stream (zstd): how the stream's outputs travel on topics."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode_table(payload: bytes) -> pa.Table:
+    """The table of :func:`encode_table` bytes; :class:`CodecError` if they are not one."""
+    try:
+        with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
+            return reader.read_all()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CodecError(f"not an Arrow IPC stream ({len(payload)} bytes): {exc}") from exc
 
 
 def ts_ms(table: pa.Table, column: str = "ts") -> np.ndarray[Any, np.dtype[np.int64]]:

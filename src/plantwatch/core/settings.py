@@ -53,6 +53,31 @@ class BusSettings(BaseModel):
     publish_timeout_s: float = Field(default=60.0, ge=0)
 
 
+class KafkaSettings(BaseModel):
+    """Apache Kafka: the client, the topics plantwatch creates, and security (passed to
+    librdkafka as is; secrets are ``SecretStr`` and never logged)."""
+
+    client_id: str = "plantwatch"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    retention_ms: int = Field(default=7 * 86_400_000, ge=-1)
+    max_message_bytes: int = Field(default=16 * MiB, ge=1024)
+    compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = "zstd"
+    linger_ms: int = Field(default=20, ge=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # e.g. SCRAM-SHA-256, SCRAM-SHA-512, PLAIN
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    #: any other librdkafka property, e.g. {"socket.keepalive.enable": "true"}
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLANTWATCH_", env_nested_delimiter="__", extra="ignore"
@@ -69,6 +94,9 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     stream: StreamSettings = StreamSettings()
     bus: BusSettings = BusSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    #: where fetched artefacts (Kafka server jars) are cached
+    cache_dir: Path = Path(".cache")
 
     def resolved_store_url(self) -> str:
         if self.store_url:

@@ -35,5 +35,18 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.deadletters"
 
+    @property
+    def machines(self) -> str:
+        """The machine registry: one JSON record per machine, keyed by machine_id (compacted)."""
+        return f"{self.prefix}.machines"
+
     def all(self) -> tuple[str, ...]:
-        return (self.raw, self.clean, self.features, self.anomalies, self.alerts, self.dead_letters)
+        return (
+            self.raw,
+            self.clean,
+            self.features,
+            self.anomalies,
+            self.alerts,
+            self.dead_letters,
+            self.machines,
+        )

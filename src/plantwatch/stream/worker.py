@@ -1,0 +1,230 @@
+"""The stream as a Kafka consumer-group worker: raw readings in, every output out to its topic.
+
+One step: gather a micro-batch from the raw topic, decode it, run the pipeline (the same
+``Pipeline`` the embedded runner drives), publish clean readings, features and anomalies (Arrow,
+one message per machine, keyed by machine_id), alert events (JSON) and dead letters (one message
+each: the record's bytes as received, the reason in headers), wait until the broker has all of
+them, and only then commit the input offsets. A crash before that commit means the batch is
+processed again: outputs are at-least-once, and the sink stores each reading once
+(``sink.py``). Several workers in one group share the raw topic's partitions.
+
+A message of which nothing decodes (corrupt bytes, unknown content type, a 5 MB blob) goes to
+the dead-letter topic whole, with its origin in headers; the worker carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from plantwatch.bus.base import Bus, Message
+from plantwatch.core.clock import Clock
+from plantwatch.core.codec import Reject, encode_table
+from plantwatch.core.deadletter import Reason
+from plantwatch.core.topics import Topics
+from plantwatch.stream.batches import decode_messages, gather
+from plantwatch.stream.local import alert_json
+from plantwatch.stream.metrics import RunMetrics
+from plantwatch.stream.outputs import Output
+from plantwatch.stream.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+TABLE_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+
+
+class FlushingBus(Bus, Protocol):
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+def split_by_machine(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """(machine_id, rows of that machine) for each machine in ``table``."""
+    if table.num_rows == 0:
+        return
+    enc = pc.dictionary_encode(table.column("machine_id").combine_chunks())
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
+    for i, machine in enumerate(enc.dictionary.to_pylist()):
+        yield str(machine), table.take(pa.array(np.flatnonzero(codes == i)))
+
+
+class _Deliveries:
+    """Counts what was published and what the broker confirmed."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.confirmed = 0
+        self._lock = threading.Lock()
+
+    def ack(self) -> None:
+        with self._lock:
+            self.confirmed += 1
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        *,
+        bus: FlushingBus,
+        pipeline: Pipeline,
+        clock: Clock,
+        topics: Topics,
+        group: str = "plantwatch-stream",
+        max_batch_rows: int = 50_000,
+        max_batch_wait_s: float = 0.2,
+        metrics: RunMetrics | None = None,
+        delivery_timeout_s: float = 30.0,
+    ) -> None:
+        self.bus, self.pipeline, self.clock, self.topics = bus, pipeline, clock, topics
+        self.max_batch_rows = max_batch_rows
+        self.max_batch_wait_s = max_batch_wait_s
+        self.metrics = metrics or RunMetrics()
+        self.delivery_timeout_s = delivery_timeout_s
+        self.consumer = bus.subscribe(topics.raw, group)
+        # every worker reads the whole machine registry (its own group, from the beginning)
+        self.directory = bus.subscribe(topics.machines, f"{group}-directory-{uuid.uuid4().hex[:8]}")
+        self._read_directory(timeout=2.0)
+
+    def _read_directory(self, timeout: float) -> None:
+        """Machine types from the registry topic, so static limits know each machine."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.directory.poll(500, 0.0 if timeout == 0 else 0.2)
+            types = {}
+            for m in msgs:
+                try:
+                    row = json.loads(m.value)
+                    types[str(row["machine_id"])] = str(row["machine_type"])
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring an unreadable machine record at offset %s", m.offset)
+            if types:
+                self.pipeline.registry.set_machine_types(types)
+            if not msgs or time.monotonic() > deadline:
+                return
+
+    def step(self, timeout: float = 0.2) -> int:
+        """One micro-batch; returns the readings received (0: nothing arrived)."""
+        self._read_directory(timeout=0)
+        msgs = gather(
+            self.consumer,
+            max_rows=self.max_batch_rows,
+            max_wait_s=self.max_batch_wait_s,
+            timeout=timeout,
+        )
+        if not msgs:
+            return 0
+        batch = decode_messages(msgs, keep_whole=True)
+        now_ms = int(self.clock.time() * 1000)
+        out = self.pipeline.process(
+            batch.table, now_ms=now_ms, rejects=batch.rejects, source=self.topics.raw
+        )
+        deliveries = _Deliveries()
+        self._publish(out, deliveries)
+        for m, reject in batch.undecodable:
+            self._dead_whole(m, reject, now_ms, deliveries)
+            out.counts.received += 1
+            out.counts.dead[Reason.MALFORMED.value] += 1
+        self._confirm(deliveries)
+        self.consumer.commit(msgs)
+        self.metrics.account_processed(out)
+        return out.counts.received
+
+    def finish(self) -> Output:
+        """Fire the open windows and publish what they produce (end of a run)."""
+        out = self.pipeline.flush(now_ms=int(self.clock.time() * 1000))
+        deliveries = _Deliveries()
+        self._publish(out, deliveries)
+        self._confirm(deliveries)
+        self.metrics.account_processed(out)
+        return out
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _send(
+        self, topic: str, value: bytes, key: str | None, headers: Mapping[str, str], d: _Deliveries
+    ) -> None:
+        d.sent += 1
+        self.bus.publish(
+            topic, value, key=key.encode() if key else None, headers=headers, on_commit=d.ack
+        )
+
+    def _publish(self, out: Output, d: _Deliveries) -> None:
+        t = self.topics
+        for topic, name, table in (
+            (t.clean, "readings_ingest", out.readings),
+            (t.features, "features", out.features),
+            (t.anomalies, "anomalies", out.anomalies),
+        ):
+            for machine, part in split_by_machine(table):
+                headers = {
+                    "content-type": TABLE_CONTENT_TYPE,
+                    "table": name,
+                    "count": str(part.num_rows),
+                }
+                self._send(topic, encode_table(part), machine, headers, d)
+        for machine, payload in alert_json(out):
+            self._send(t.alerts, payload, machine, {"content-type": "application/json"}, d)
+        for row in out.dead_letters.to_pylist():
+            self._send(
+                t.dead_letters,
+                row["payload"].encode(),
+                row["machine_id"] or None,
+                _dl_headers(row),
+                d,
+            )
+
+    def _dead_whole(self, m: Message, reject: Reject, now_ms: int, d: _Deliveries) -> None:
+        headers = {
+            "reason": reject.reason.value,
+            "detail": reject.detail,
+            "source": f"{m.topic}/{m.partition}/{m.offset}",
+            "received_at_ms": str(now_ms),
+            "content-type": m.headers.get("content-type", ""),
+        }
+        key = m.key.decode("utf-8", "replace") if m.key else None
+        self._send(self.topics.dead_letters, m.value, key, headers, d)
+
+    def _confirm(self, d: _Deliveries) -> None:
+        """Block until the broker confirmed every output; the input is committed only then.
+
+        The producer retries for as long as the broker is away, so this waits (saying so every
+        ``delivery_timeout_s``); if the process is stopped meanwhile, the input stays
+        uncommitted and is processed again by whoever picks the partitions up.
+        """
+        warn_at = time.monotonic() + self.delivery_timeout_s
+        while d.confirmed < d.sent:
+            self.bus.flush(1.0)
+            if d.confirmed < d.sent and time.monotonic() > warn_at:
+                log.warning(
+                    "%d of %d outputs not yet confirmed by the broker; waiting (the input is "
+                    "committed only once they are)",
+                    d.sent - d.confirmed,
+                    d.sent,
+                )
+                warn_at = time.monotonic() + self.delivery_timeout_s
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.directory.close()
+
+
+def _dl_headers(row: Mapping[str, Any]) -> dict[str, str]:
+    received = row["received_at"]
+    return {
+        "reason": str(row["reason"]),
+        "detail": str(row["detail"]),
+        "source": str(row["source"]),
+        "machine_id": str(row["machine_id"]),
+        "sensor_id": str(row["sensor_id"]),
+        "seq": "" if row["seq"] is None else str(row["seq"]),
+        "received_at_ms": str(int(received.timestamp() * 1000)),
+        "content-type": "application/json",
+    }
