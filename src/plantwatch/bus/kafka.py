@@ -123,6 +123,7 @@ class KafkaBus:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._poller: threading.Thread | None = None
+        self._consumers: list[KafkaConsumer] = []
         self.delivered = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -210,7 +211,11 @@ class KafkaBus:
         if self._closed.is_set():
             raise BusClosedError("the Kafka bus is closed")
         topics = [topic] if isinstance(topic, str) else list(topic)
-        return KafkaConsumer(consumer_config(self.bootstrap, group, self.settings), topics)
+        consumer = KafkaConsumer(consumer_config(self.bootstrap, group, self.settings), topics)
+        # The bus closes what it opened: a librdkafka consumer left to the garbage collector
+        # leaves its group from inside a collection and can deadlock the interpreter.
+        self._consumers.append(consumer)
+        return consumer
 
     # -- topics ---------------------------------------------------------------------------------
 
@@ -296,6 +301,8 @@ class KafkaBus:
     def close(self) -> None:
         if self._closed.is_set():
             return
+        for consumer in self._consumers:
+            consumer.close()
         producer = self._producer
         if producer is not None:
             left = producer.flush(10.0)
@@ -411,6 +418,10 @@ class KafkaConsumer:
         self._uncommitted.clear()
 
     def close(self) -> None:
+        """Leave the group (offsets processed but not committed are committed on revoke)."""
         if not self._closed:
             self._closed = True
-            self._consumer.close()
+            try:
+                self._consumer.close()
+            except (RuntimeError, KafkaException) as exc:
+                log.warning("%s: closing the consumer: %s", self.group, exc)
