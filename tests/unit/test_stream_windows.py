@@ -27,6 +27,7 @@ def add(
     ts: list[int],
     values: list[float],
     source: list[int] | None = None,
+    arrival_ms: int | None = None,
 ):
     n = len(sensor)
     return w.add(
@@ -37,6 +38,7 @@ def add(
         out_of_range=np.zeros(n, np.bool_),
         n_sensors=max(sensor) + 1 if sensor else 1,
         source=None if source is None else np.array(source, np.int64),
+        arrival_ms=arrival_ms,
     )
 
 
@@ -160,3 +162,18 @@ def test_bad_arguments() -> None:
         Tumbling(size_ms=0, out_of_orderness_ms=0, allowed_lateness_ms=0)
     with pytest.raises(ValueError, match="idle"):
         Tumbling(size_ms=1, out_of_orderness_ms=0, allowed_lateness_ms=0, idle_ms=0)
+
+
+def test_idleness_in_processing_time_waits_for_a_lagging_source_that_still_arrives() -> None:
+    # A Kafka worker reads one partition behind another: both keep arriving, so the watermark
+    # follows the slower one, however far behind in event time it is.
+    w = tumbling(idle_ms=5_000)
+    add(w, [0, 1], [1_000, 1_000], [1.0, 1.0], source=[0, 1], arrival_ms=100)
+    add(w, [0], [600_000], [1.0], source=[0], arrival_ms=200)
+    add(w, [1], [2_000], [1.0], source=[1], arrival_ms=300)
+    w.advance()
+    assert w.watermark == 2_000 - 2_000
+    # source 1 then stops arriving: 5 s of processing time later it no longer holds anyone back
+    add(w, [0], [601_000], [1.0], source=[0], arrival_ms=5_400)
+    w.advance()
+    assert w.watermark == 601_000 - 2_000

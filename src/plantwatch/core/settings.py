@@ -43,7 +43,9 @@ class StreamSettings(BaseModel):
     max_age_s: float = Field(default=7 * 86_400.0, gt=0)
     dedupe_horizon: int = Field(default=100_000, ge=1)
     no_data_after_s: float = Field(default=60.0, gt=0)
-    idle_source_s: float = Field(default=30.0, gt=0)
+    #: a machine from which nothing arrived for this long (wall clock) stops holding the
+    #: watermark back
+    idle_source_s: float = Field(default=5.0, gt=0)
     max_batch_rows: int = Field(default=50_000, ge=1)
     max_batch_wait_s: float = Field(default=0.2, ge=0)
 

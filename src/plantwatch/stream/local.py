@@ -113,7 +113,11 @@ class LocalRunner:
         batch = decode_messages(msgs)
         now_ms = int(self.clock.time() * 1000)
         out = self.pipeline.process(
-            batch.table, now_ms=now_ms, rejects=batch.rejects, source=self.topics.raw
+            batch.table,
+            now_ms=now_ms,
+            rejects=batch.rejects,
+            source=self.topics.raw,
+            arrival_ms=int(time.time() * 1000),
         )
         self.write(out)
         self._consumer.commit(msgs)

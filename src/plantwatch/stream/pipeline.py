@@ -61,7 +61,7 @@ class PipelineConfig:
     max_age_s: float = 7 * 86_400.0
     dedupe_horizon: int = 100_000
     no_data_after_s: float = 60.0
-    idle_source_s: float = 30.0
+    idle_source_s: float = 5.0  # processing time: see windows.Tumbling
 
 
 class Pipeline:
@@ -98,8 +98,16 @@ class Pipeline:
     # -- one batch ------------------------------------------------------------------------------
 
     def process(
-        self, table: pa.Table, *, now_ms: int, rejects: Sequence[Reject] = (), source: str = ""
+        self,
+        table: pa.Table,
+        *,
+        now_ms: int,
+        rejects: Sequence[Reject] = (),
+        source: str = "",
+        arrival_ms: int | None = None,
     ) -> Output:
+        """One batch. ``now_ms``: the pipeline clock (validation, ingestion times);
+        ``arrival_ms``: processing (wall) time the batch arrived, for source idleness."""
         counts = Counts(received=table.num_rows + len(rejects))
         keyed_rejects = [r for r in rejects if r.seq is not None]
         dead: list[pa.Table] = [
@@ -154,7 +162,8 @@ class Pipeline:
         idx = idx[ok]
         values = norm.values[ok]
         units = norm.units.filter(pa.array(ok))
-        readings, windows_out = self._accept(good, idx, values, units, now_ms, counts)
+        arrival = now_ms if arrival_ms is None else arrival_ms
+        readings, windows_out = self._accept(good, idx, values, units, now_ms, arrival, counts)
 
         dead_letters = pa.concat_tables(
             [d for d in dead if d.num_rows] or [DEAD_LETTER_SCHEMA.empty_table()]
@@ -189,6 +198,7 @@ class Pipeline:
         values: npt.NDArray[np.float64],
         units: pa.Array,
         now_ms: int,
+        arrival_ms: int,
         counts: Counts,
     ) -> tuple[pa.Table, tuple[pa.Table, pa.Table, list[AlertEvent]]]:
         kind = self.registry.kinds[idx] if len(idx) else np.zeros(0, np.int8)
@@ -206,6 +216,7 @@ class Pipeline:
             out_of_range=oor,
             n_sensors=len(self.registry),
             source=self.registry.machine_of[idx],
+            arrival_ms=arrival_ms,
         )
         counts.late = int(added.late.sum())
         counts.late_beyond_lateness = int(added.too_late.sum())

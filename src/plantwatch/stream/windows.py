@@ -1,14 +1,15 @@
 """Event-time tumbling windows per sensor, a watermark, allowed lateness.
 
 Each source (a machine) has its own progress, the highest event time it sent; the watermark is
-the slowest *active* source's progress minus ``out_of_orderness``, so a gateway that delivers a
-few seconds behind the others does not make its readings late. A source that has sent nothing
-for ``idle`` event-time seconds while others moved on is idle and stops holding the watermark
-back (Flink's ``withIdleness``); a silent machine cannot stall the plant. A window fires when
-the watermark passes its end. A reading whose window has already fired is *late*: within
-``allowed_lateness`` it still updates its window (the features are written again with a higher
-version); beyond it the window is gone and the reading only counts as late. Late readings are
-always stored and counted, never dropped silently.
+the slowest *active* source's progress minus ``out_of_orderness``, so a gateway, or a Kafka
+partition a worker reads behind the others, does not make its readings late. A source from which
+nothing has *arrived* for ``idle`` milliseconds of processing time is idle and stops holding the
+watermark back (Flink's ``withIdleness``): a silent machine cannot stall the plant. (Without
+arrival times, idleness falls back to event time: ``idle`` behind the most advanced source.)
+A window fires when the watermark passes its end. A reading whose window has already fired is
+*late*: within ``allowed_lateness`` it still updates its window (the features are written again
+with a higher version); beyond it the window is gone and the reading only counts as late. Late
+readings are always stored and counted, never dropped silently.
 
 Accumulators are NumPy arrays per open window, indexed by sensor; a batch is merged per window
 with sorted segment reductions (Chan's parallel mean/variance), never row by row in Python.
@@ -109,6 +110,8 @@ class Tumbling:
         self.size = size_ms
         self.idle = idle_ms
         self._source_max: I64 = np.zeros(0, np.int64)
+        self._source_seen: I64 = np.zeros(0, np.int64)  # arrival (processing) time per source
+        self._now: int | None = None  # latest arrival time
         self.delay = out_of_orderness_ms
         self.lateness = allowed_lateness_ms
         self.watermark: int = NEVER
@@ -148,17 +151,26 @@ class Tumbling:
         out_of_range: B,
         n_sensors: int,
         source: I64 | None = None,
+        arrival_ms: int | None = None,
     ) -> AddResult:
         """Account a batch. ``include``: rows whose value enters the statistics; ``source``: the
-        source (machine) index of each row, for the watermark (default: one source)."""
+        source (machine) index of each row, for the watermark (default: one source);
+        ``arrival_ms``: processing time the batch arrived, for idleness."""
         self._ensure(n_sensors)
+        if arrival_ms is not None:
+            self._now = arrival_ms if self._now is None else max(self._now, arrival_ms)
         if source is not None and len(source):
             n_src = int(source.max()) + 1
             if len(self._source_max) < n_src:
-                grown = np.full(max(n_src, 2 * len(self._source_max), 16), NEVER, np.int64)
-                grown[: len(self._source_max)] = self._source_max
-                self._source_max = grown
+                size = max(n_src, 2 * len(self._source_max), 16)
+                for name in ("_source_max", "_source_seen"):
+                    old = getattr(self, name)
+                    grown = np.full(size, NEVER, np.int64)
+                    grown[: len(old)] = old
+                    setattr(self, name, grown)
             np.maximum.at(self._source_max, source, ts)
+            if arrival_ms is not None:
+                self._source_seen[np.unique(source)] = arrival_ms
         if len(sensor) == 0:
             z = np.zeros(0, np.bool_)
             return AddResult(z, z.copy())
@@ -215,8 +227,11 @@ class Tumbling:
         """
         if self.max_ts != NEVER:
             progress = self.max_ts
-            seen = self._source_max[self._source_max != NEVER]
-            active = seen[seen >= self.max_ts - self.idle]
+            known = self._source_max != NEVER
+            if self._now is not None:  # idle: nothing arrived for a while (processing time)
+                active = self._source_max[known & (self._source_seen >= self._now - self.idle)]
+            else:  # idle: far behind the most advanced source (event time)
+                active = self._source_max[known & (self._source_max >= self.max_ts - self.idle)]
             if len(active) and not flush:
                 progress = int(active.min())
             self.watermark = max(self.watermark, progress - self.delay)

@@ -124,7 +124,11 @@ class StreamWorker:
         batch = decode_messages(msgs, keep_whole=True)
         now_ms = int(self.clock.time() * 1000)
         out = self.pipeline.process(
-            batch.table, now_ms=now_ms, rejects=batch.rejects, source=self.topics.raw
+            batch.table,
+            now_ms=now_ms,
+            rejects=batch.rejects,
+            source=self.topics.raw,
+            arrival_ms=int(time.time() * 1000),
         )
         deliveries = _Deliveries()
         self._publish(out, deliveries)
