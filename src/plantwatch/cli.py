@@ -12,10 +12,13 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.settings import Settings
+
+if TYPE_CHECKING:
+    from plantwatch.stream.producer import RunOptions
 
 log = logging.getLogger("plantwatch")
 
@@ -185,17 +188,8 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from plantwatch.stream.distributed import simulate
-    from plantwatch.stream.producer import RunOptions
 
-    options = RunOptions(
-        machines=args.machines,
-        rate_hz=args.rate,
-        duration_s=args.duration,
-        speed=args.speed,
-        seed=args.seed,
-        faults=args.faults,
-        bus_url=args.bus,
-    )
+    options = _run_options(args, bus_url=args.bus)
     r = simulate(options, _settings(args), _stop_on_signals(), progress=lambda p: log.info("%s", p))
     print(
         json.dumps(
@@ -273,6 +267,21 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0 if st.healthy else 1
 
 
+def _run_options(args: argparse.Namespace, **extra: Any) -> RunOptions:
+    """The simulated plant's options from the arguments ``run`` and ``simulate`` share."""
+    from plantwatch.stream.producer import RunOptions
+
+    return RunOptions(
+        machines=args.machines,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        speed=args.speed,
+        seed=args.seed,
+        faults=args.faults,
+        **extra,
+    )
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings()
     if getattr(args, "data_dir", None) is not None:
@@ -283,19 +292,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from plantwatch.console.live import run_live, run_log
     from plantwatch.stream.embedded import EmbeddedPlant
-    from plantwatch.stream.producer import RunOptions
 
     settings = _settings(args)
-    options = RunOptions(
-        machines=args.machines,
-        rate_hz=args.rate,
-        duration_s=args.duration,
-        speed=args.speed,
-        seed=args.seed,
-        faults=args.faults,
-        log_alerts=args.no_live,
-        bus_url=args.bus,
-    )
+    options = _run_options(args, bus_url=args.bus, log_alerts=args.no_live)
     plant = EmbeddedPlant(options, settings)
     try:
         r = plant.runner_restored

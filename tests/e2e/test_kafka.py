@@ -11,6 +11,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -46,6 +47,27 @@ def wait_for(predicate: object, *, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def simulate(
+    bus: str, env: dict[str, str], tmp_path: Path, *, machines: int, speed: int, duration: int
+) -> Any:
+    """The plant's devices faster than real time, spooling into ``tmp_path/devices``."""
+    return start_role(
+        "simulate",
+        "--bus",
+        bus,
+        "--machines",
+        str(machines),
+        "--speed",
+        str(speed),
+        "--duration",
+        str(duration),
+        "--data-dir",
+        str(tmp_path / "devices"),
+        env=env,
+        log=tmp_path / "simulate.log",
+    )
 
 
 def settle(bootstrap: str, prefix: str) -> None:
@@ -99,21 +121,7 @@ def test_broker_away_for_twenty_seconds_loses_nothing(kafka: KafkaCluster, tmp_p
         env=env,
         log=tmp_path / "sink.log",
     )
-    devices = start_role(
-        "simulate",
-        "--bus",
-        bus,
-        "--machines",
-        "8",
-        "--speed",
-        "30",
-        "--duration",
-        "45",
-        "--data-dir",
-        str(tmp_path / "devices"),
-        env=env,
-        log=tmp_path / "simulate.log",
-    )
+    devices = simulate(bus, env, tmp_path, machines=8, speed=30, duration=45)
     try:
         time.sleep(10)
         assert devices.poll() is None
@@ -149,21 +157,7 @@ def test_worker_and_sink_killed_mid_batch_lose_nothing(kafka: KafkaCluster, tmp_
         )
 
     w, s = worker(1), sink(1)
-    devices = start_role(
-        "simulate",
-        "--bus",
-        bus,
-        "--machines",
-        "10",
-        "--speed",
-        "40",
-        "--duration",
-        "30",
-        "--data-dir",
-        str(tmp_path / "devices"),
-        env=env,
-        log=tmp_path / "simulate.log",
-    )
+    devices = simulate(bus, env, tmp_path, machines=10, speed=40, duration=30)
     try:
         time.sleep(10)
         w.kill()  # type: ignore[attr-defined]  # SIGKILL mid-batch: no flush, no commit
@@ -268,21 +262,7 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     sink = start_role(
         "sink", "--bus", bus, "--data-dir", str(store), env=env, log=tmp_path / "sink.log"
     )
-    devices = start_role(
-        "simulate",
-        "--bus",
-        bus,
-        "--machines",
-        "12",
-        "--speed",
-        "30",
-        "--duration",
-        "35",
-        "--data-dir",
-        str(tmp_path / "devices"),
-        env=env,
-        log=tmp_path / "simulate.log",
-    )
+    devices = simulate(bus, env, tmp_path, machines=12, speed=30, duration=35)
     try:
         wait_for(
             lambda: (
@@ -330,21 +310,7 @@ def test_three_brokers_survive_one_killed(three_brokers: KafkaCluster, tmp_path:
     sink = start_role(
         "sink", "--bus", bus, "--data-dir", str(store), env=env, log=tmp_path / "sink.log"
     )
-    devices = start_role(
-        "simulate",
-        "--bus",
-        bus,
-        "--machines",
-        "8",
-        "--speed",
-        "30",
-        "--duration",
-        "30",
-        "--data-dir",
-        str(tmp_path / "devices"),
-        env=env,
-        log=tmp_path / "simulate.log",
-    )
+    devices = simulate(bus, env, tmp_path, machines=8, speed=30, duration=30)
     try:
         time.sleep(10)
         cluster.kill_node(2)  # SIGKILL: two in-sync replicas are left, writes go on

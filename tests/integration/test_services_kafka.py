@@ -33,34 +33,12 @@ from plantwatch.services import (
 )
 from plantwatch.services._tools import MARKER, fetch_jars, find_java
 
-REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache"
+from kafka_support import REPO_CACHE, free_port_block
 
 pytestmark = pytest.mark.slow
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def free_port_block(count: int) -> int:
-    """A port P with P..P+count-1 and the controller ports P+100.. all free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        wanted = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
-        if max(wanted) < 65536 and all(_bindable(p) for p in wanted):
-            return base
-    raise AssertionError("no block of free loopback ports found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def java_pids_of(folder: Path) -> list[int]:

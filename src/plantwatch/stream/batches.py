@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from plantwatch.bus.base import Consumer, Message
+from plantwatch.core.clock import Clock
 from plantwatch.core.codec import ARROW, Reject, decode
 from plantwatch.core.reading import READING_SCHEMA
+from plantwatch.stream.outputs import Output
+from plantwatch.stream.pipeline import Pipeline
 
 
 def count_of(m: Message) -> int:
@@ -63,3 +66,15 @@ def decode_messages(msgs: list[Message], *, keep_whole: bool = False) -> Incomin
     if tables:
         out.table = pa.concat_tables(tables)
     return out
+
+
+def run_batch(pipeline: Pipeline, batch: Incoming, *, clock: Clock, source: str) -> Output:
+    """The pipeline over one decoded micro-batch: ``clock`` is the pipeline's time (simulated
+    in an accelerated run), the wall clock says when the batch arrived."""
+    return pipeline.process(
+        batch.table,
+        now_ms=int(clock.time() * 1000),
+        rejects=batch.rejects,
+        source=source,
+        arrival_ms=int(time.time() * 1000),
+    )

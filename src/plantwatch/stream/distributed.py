@@ -49,20 +49,6 @@ def connect(bus_url: str, settings: Settings) -> tuple[KafkaBus, Topics]:
     return bus, topics
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
-    st = settings.stream
-    return PipelineConfig(
-        window_s=st.window_s,
-        out_of_orderness_s=st.out_of_orderness_s,
-        allowed_lateness_s=st.allowed_lateness_s,
-        max_future_skew_s=st.max_future_skew_s,
-        max_age_s=st.max_age_s,
-        dedupe_horizon=st.dedupe_horizon,
-        no_data_after_s=st.no_data_after_s,
-        idle_source_s=st.idle_source_s,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class SimulateResult:
     generated: int
@@ -149,7 +135,7 @@ def process(
     metrics = RunMetrics()
     worker = StreamWorker(
         bus=bus,
-        pipeline=Pipeline(pipeline_config(settings)),
+        pipeline=Pipeline(PipelineConfig.from_settings(settings.stream)),
         clock=WallClock(),
         topics=topics,
         group=group,

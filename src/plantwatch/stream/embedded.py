@@ -59,18 +59,7 @@ class EmbeddedPlant:
         self.plant = build_plant(o.machines, o.seed)
         queries.register_machines(self.store, self.plant.registry_rows())
         st = s.stream
-        self.pipeline = Pipeline(
-            PipelineConfig(
-                window_s=st.window_s,
-                out_of_orderness_s=st.out_of_orderness_s,
-                allowed_lateness_s=st.allowed_lateness_s,
-                max_future_skew_s=st.max_future_skew_s,
-                max_age_s=st.max_age_s,
-                dedupe_horizon=st.dedupe_horizon,
-                no_data_after_s=st.no_data_after_s,
-                idle_source_s=st.idle_source_s,
-            )
-        )
+        self.pipeline = Pipeline(PipelineConfig.from_settings(st))
         self.metrics = RunMetrics()
         # The clock starts where stored data ends, so a restart continues the plant's time.
         start = o.start if o.start is not None else math.floor(WallClock().time())

@@ -22,7 +22,7 @@ from plantwatch.bus.base import Bus
 from plantwatch.core.clock import Clock
 from plantwatch.core.topics import Topics
 from plantwatch.store.client import Store
-from plantwatch.stream.batches import decode_messages, gather
+from plantwatch.stream.batches import decode_messages, gather, run_batch
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
 from plantwatch.stream.pipeline import Pipeline
@@ -111,14 +111,7 @@ class LocalRunner:
         if not msgs:
             return 0
         batch = decode_messages(msgs)
-        now_ms = int(self.clock.time() * 1000)
-        out = self.pipeline.process(
-            batch.table,
-            now_ms=now_ms,
-            rejects=batch.rejects,
-            source=self.topics.raw,
-            arrival_ms=int(time.time() * 1000),
-        )
+        out = run_batch(self.pipeline, batch, clock=self.clock, source=self.topics.raw)
         self.write(out)
         self._consumer.commit(msgs)
         return out.counts.received

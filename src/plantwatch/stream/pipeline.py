@@ -25,6 +25,7 @@ from plantwatch.core.codec import Reject, table_to_json_rows, ts_ms
 from plantwatch.core.deadletter import DEAD_LETTER_SCHEMA, Reason
 from plantwatch.core.kinds import KIND_NAMES, KINDS, SensorKind
 from plantwatch.core.reading import TS_TYPE
+from plantwatch.core.settings import StreamSettings
 from plantwatch.detect import (
     SEVERITY,
     Detector,
@@ -62,6 +63,19 @@ class PipelineConfig:
     dedupe_horizon: int = 100_000
     no_data_after_s: float = 60.0
     idle_source_s: float = 5.0  # processing time: see windows.Tumbling
+
+    @classmethod
+    def from_settings(cls, st: StreamSettings) -> PipelineConfig:
+        return cls(
+            window_s=st.window_s,
+            out_of_orderness_s=st.out_of_orderness_s,
+            allowed_lateness_s=st.allowed_lateness_s,
+            max_future_skew_s=st.max_future_skew_s,
+            max_age_s=st.max_age_s,
+            dedupe_horizon=st.dedupe_horizon,
+            no_data_after_s=st.no_data_after_s,
+            idle_source_s=st.idle_source_s,
+        )
 
 
 class Pipeline:

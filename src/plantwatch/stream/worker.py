@@ -31,7 +31,7 @@ from plantwatch.core.clock import Clock
 from plantwatch.core.codec import Reject, encode_table
 from plantwatch.core.deadletter import Reason
 from plantwatch.core.topics import Topics
-from plantwatch.stream.batches import decode_messages, gather
+from plantwatch.stream.batches import decode_messages, gather, run_batch
 from plantwatch.stream.local import alert_json
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
@@ -122,18 +122,11 @@ class StreamWorker:
         if not msgs:
             return 0
         batch = decode_messages(msgs, keep_whole=True)
-        now_ms = int(self.clock.time() * 1000)
-        out = self.pipeline.process(
-            batch.table,
-            now_ms=now_ms,
-            rejects=batch.rejects,
-            source=self.topics.raw,
-            arrival_ms=int(time.time() * 1000),
-        )
+        out = run_batch(self.pipeline, batch, clock=self.clock, source=self.topics.raw)
         deliveries = _Deliveries()
         self._publish(out, deliveries)
         for m, reject in batch.undecodable:
-            self._dead_whole(m, reject, now_ms, deliveries)
+            self._dead_whole(m, reject, int(self.clock.time() * 1000), deliveries)
             out.counts.received += 1
             out.counts.dead[Reason.MALFORMED.value] += 1
         self._confirm(deliveries)
