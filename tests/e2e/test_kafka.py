@@ -266,8 +266,8 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     try:
         wait_for(
             lambda: (
-                "assigned" in (tmp_path / "a.log").read_text()
-                and "assigned" in (tmp_path / "b.log").read_text()
+                "readings.raw'" in (tmp_path / "a.log").read_text()
+                and "readings.raw'" in (tmp_path / "b.log").read_text()
             ),
             timeout=60,
             what="both workers",

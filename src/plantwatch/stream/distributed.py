@@ -153,7 +153,9 @@ def process(
         return n
 
     try:
-        run_until_idle(step, stop, idle_s=0.5)
+        run_until_idle(
+            step, stop, idle_s=0.0
+        )  # stop promptly: what is not committed stays in Kafka
     finally:
         worker.close()
         bus.close()
@@ -186,7 +188,7 @@ def sink(
         sensors = s.restore()
         log.info("sink: %d sensors already stored", sensors)
         try:
-            run_until_idle(s.step, stop, idle_s=0.5)
+            run_until_idle(s.step, stop, idle_s=0.0)  # stop promptly: uncommitted stays in Kafka
         finally:
             s.close()
     finally:
