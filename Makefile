@@ -10,7 +10,7 @@ ARGS ?=
 RUN_ARGS ?= --machines 12 --speed 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench clean
+.PHONY: help install run test lint fmt bench clean sysdeps
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,11 +35,18 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-test: lint ## lint, then the whole test suite
+sysdeps: ## install the system packages the tests use (Prometheus Alertmanager, Debian)
+	@command -v prometheus-alertmanager >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; }
+
+test: lint sysdeps ## lint, then the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
 
-bench: $(STAMP) ## pipeline and store throughput on one simulated plant hour (full suite: issue 9)
+bench: $(STAMP) ## pipeline and store throughput, alert-to-notification latency (full suite: issue 9)
 	$(PY) bench/pipeline_throughput.py
+	$(PY) bench/alert_latency.py
 
 clean: ## remove the venv, caches and the default data folder
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

@@ -123,7 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the run summary as JSON",
     )
 
+    run.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="alert rules and notifications (YAML, docs/alerts.md); default: the shipped rules "
+        "or PLANTWATCH_RULES_FILE",
+    )
+
     _role_parsers(sub)
+    _alarm_parsers(sub)
 
     q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
     q.add_argument(
@@ -150,6 +160,7 @@ def _role_parsers(sub: Any) -> None:
     proc = sub.add_parser("process", help="a stream worker in a Kafka consumer group")
     proc.add_argument("--bus", required=True, metavar="URL", help=bus_help)
     proc.add_argument("--group", default="plantwatch-stream", help="consumer group")
+    proc.add_argument("--rules", type=Path, default=None, metavar="FILE", help="alert rules")
     snk = sub.add_parser("sink", help="the stream's outputs from Kafka into ClickHouse")
     snk.add_argument("--bus", required=True, metavar="URL", help=bus_help)
     snk.add_argument(
@@ -160,6 +171,9 @@ def _role_parsers(sub: Any) -> None:
     )
     snk.add_argument("--data-dir", type=Path, default=None, metavar="DIR")
     snk.add_argument("--group", default="plantwatch-sink", help="consumer group")
+    snk.add_argument(
+        "--rules", type=Path, default=None, metavar="FILE", help="alert rules and notifications"
+    )
     svc = sub.add_parser("services", help="start and stop local services for development and tests")
     svc_sub = svc.add_subparsers(dest="service", required=True)
     kafka = svc_sub.add_parser(
@@ -169,6 +183,141 @@ def _role_parsers(sub: Any) -> None:
     kafka.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     kafka.add_argument("--dir", type=Path, default=Path(".cache/kafka-run"), metavar="DIR")
     kafka.add_argument("--port", type=int, default=9092, metavar="P")
+
+
+def _alarm_parsers(sub: Any) -> None:
+    """Alarms people act on, silences, and rules files."""
+    dd = {"type": Path, "default": None, "metavar": "DIR", "help": "data folder (default ./data)"}
+    alarms = sub.add_parser("alarms", help="list, acknowledge, assign and comment alarms")
+    a_sub = alarms.add_subparsers(dest="action", required=True)
+    ls = a_sub.add_parser("list", help="alarms, most severe first")
+    ls.add_argument("--active", action="store_true", help="only alarms that are still active")
+    ls.add_argument("--machine", default=None, metavar="M", help="only this machine's alarms")
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ack = a_sub.add_parser("ack", help="acknowledge an alarm (stops its escalation and repeats)")
+    assign = a_sub.add_parser("assign", help="assign an alarm to someone")
+    comment = a_sub.add_parser("comment", help="add a comment to an alarm")
+    for p in (ack, assign, comment):
+        p.add_argument("alarm_id", metavar="ID", help="the alarm's id (A + 10 hex; see list)")
+        p.add_argument("--user", required=True, metavar="U", help="who (assign: the assignee)")
+    ack.add_argument("--comment", default="", metavar="C")
+    assign.add_argument("--by", default="", metavar="B", help="who assigns (default: --user)")
+    comment.add_argument("--text", required=True, metavar="C")
+    for p in (ls, ack, assign, comment):
+        p.add_argument("--data-dir", **dd)
+        p.add_argument("--rules", type=Path, default=None, metavar="FILE")
+
+    sil = sub.add_parser("silences", help="mute notifications for matching alerts for a while")
+    s_sub = sil.add_subparsers(dest="action", required=True)
+    add = s_sub.add_parser("add", help="add a silence")
+    add.add_argument(
+        "--matcher",
+        action="append",
+        required=True,
+        metavar="M",
+        help="label=value, label!=value, label=~regex or label!~regex (repeat: all must match); "
+        "labels: alertname, severity, machine_id, sensor_id, kind, machine_type, line, …",
+    )
+    span = add.add_mutually_exclusive_group(required=True)
+    span.add_argument("--duration", metavar="D", help="how long from --starts: 30m, 2h, 1d")
+    span.add_argument("--until", metavar="TIME", help="ISO 8601 end (2026-12-05T06:00:00Z)")
+    add.add_argument("--starts", default=None, metavar="TIME", help="ISO 8601 start (default now)")
+    add.add_argument("--user", required=True, metavar="U")
+    add.add_argument("--comment", default="", metavar="C")
+    sls = s_sub.add_parser("list", help="silences, with their state")
+    sls.add_argument("--json", action="store_true")
+    exp = s_sub.add_parser("expire", help="end a silence now")
+    exp.add_argument("silence_id", metavar="ID")
+    exp.add_argument("--user", default="", metavar="U")
+    for p in (add, sls, exp):
+        p.add_argument("--data-dir", **dd)
+        p.add_argument("--rules", type=Path, default=None, metavar="FILE")
+
+    rules = sub.add_parser("rules", help="check a rules file, or print the shipped one")
+    r_sub = rules.add_subparsers(dest="action", required=True)
+    chk = r_sub.add_parser("check", help="validate a rules file (errors name line and field)")
+    chk.add_argument("file", type=Path)
+    r_sub.add_parser("defaults", help="print the shipped rules file")
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    from plantwatch.alert import control
+    from plantwatch.console.alarms import alarms_table, show
+
+    settings = _settings(args)
+    if args.action == "list":
+        found = control.listing(settings, active_only=args.active)
+        alarms = [a for a in found["alarms"] if args.machine in (None, a["machine_id"])]
+        if args.json:
+            print(json.dumps(alarms, indent=2))
+        else:
+            show(alarms_table(alarms))
+        return 0
+    cmd: dict[str, Any] = {"op": args.action, "alarm_id": args.alarm_id, "user": args.user}
+    if args.action == "ack":
+        cmd["comment"] = args.comment
+    elif args.action == "assign":
+        cmd.update(assignee=args.user, user=args.by or args.user)
+    else:
+        cmd["comment"] = args.text
+    return _answer(control.execute(settings, cmd))
+
+
+def cmd_silences(args: argparse.Namespace) -> int:
+    from plantwatch.alert import control
+    from plantwatch.console.alarms import show, silences_table
+
+    settings = _settings(args)
+    if args.action == "list":
+        found = control.listing(settings)
+        if args.json:
+            print(json.dumps(found["silences"], indent=2))
+        else:
+            show(silences_table(found["silences"]))
+        return 0
+    if args.action == "expire":
+        return _answer(
+            control.execute(
+                settings, {"op": "silence_expire", "silence_id": args.silence_id, "user": args.user}
+            )
+        )
+    cmd: dict[str, Any] = {
+        "op": "silence_add",
+        "matchers": args.matcher,
+        "user": args.user,
+        "comment": args.comment,
+    }
+    if args.starts:
+        cmd["starts_ms"] = control.parse_time_ms(args.starts)
+    if args.until:
+        cmd["ends_ms"] = control.parse_time_ms(args.until)
+    else:
+        cmd["duration_ms"] = round(control.parse_duration(args.duration) * 1000)
+    return _answer(control.execute(settings, cmd))
+
+
+def _answer(answer: dict[str, Any]) -> int:
+    if not answer.get("ok"):
+        print(f"plantwatch: error: {answer.get('error')}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from plantwatch.alert.rulefile import default_rules_path, load_rules
+
+    if args.action == "defaults":
+        print(default_rules_path().read_text("utf-8"), end="")
+        return 0
+    from plantwatch.alert.notify.receivers import build_receiver
+
+    rs = load_rules(args.file)  # a RulesFileError lists every problem with its line
+    for r in rs.notifications.receivers:
+        build_receiver(r.name, r.kind, r.options)  # unknown or mistyped options
+    receivers = ", ".join(r.name for r in rs.notifications.receivers)
+    print(f"{args.file}: {len(rs.rules)} rules, receivers: {receivers}; ok")
+    return 0
 
 
 def _stop_on_signals() -> threading.Event:
@@ -286,6 +435,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings()
     if getattr(args, "data_dir", None) is not None:
         settings = settings.model_copy(update={"data_dir": args.data_dir})
+    if getattr(args, "rules", None) is not None:
+        settings = settings.model_copy(update={"rules_file": args.rules})
     return settings
 
 
@@ -387,7 +538,7 @@ def _json_value(v: Any) -> Any:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from plantwatch.store import open_store
+    from plantwatch.store import open_configured
 
     settings = _settings(args)
     folder = settings.data_dir / "clickhouse"
@@ -396,12 +547,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             f"no data in {settings.data_dir}: "
             f"run `plantwatch run --data-dir {settings.data_dir}` first"
         )
-    store = open_store(
-        settings.resolved_store_url(),
-        database=settings.database,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-    )
+    store = open_configured(settings)
     try:
         names, rows = store.query_named(args.sql, read_only=True)
     finally:
@@ -444,6 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sink(args)
         if args.command == "services":
             return cmd_services(args)
+        if args.command == "alarms":
+            return cmd_alarms(args)
+        if args.command == "silences":
+            return cmd_silences(args)
+        if args.command == "rules":
+            return cmd_rules(args)
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

@@ -64,7 +64,9 @@ def ingest(
 def test_migrations_are_recorded_and_idempotent(store: ClickHouseStore) -> None:
     versions = [
         int(r[0])
-        for r in store.query_rows(f"SELECT version FROM {store.database}.schema_migrations")
+        for r in store.query_rows(
+            f"SELECT version FROM {store.database}.schema_migrations ORDER BY version"
+        )
     ]
     assert versions == [m.version for m in available()]
     assert migrate(store) == []  # nothing left to apply

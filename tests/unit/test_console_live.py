@@ -87,3 +87,44 @@ def test_log_line_has_the_counts() -> None:
     s = snapshot([MachineRow("A", "motor_fan", "WARN", [], ["x"])])
     line = log_line(s)
     assert "stored 990/1,000" in line and "dead 6" in line and "machines-not-ok 1" in line
+
+
+def alarm(i: int, severity: str, ack: str = "UNACK", by: str = "") -> dict[str, object]:
+    return {
+        "alarm_id": f"A{i:010x}",
+        "status": "ACTIVE",
+        "ack": ack,
+        "severity": severity,
+        "rule": "vibration_zone",
+        "machine_id": f"L1-PUMP-{i:02d}",
+        "sensor_id": "vib_de",
+        "created_ms": 1_800_000_000_000 + i * 1000,
+        "acknowledged_by": by,
+        "assignee": "joe" if by else "",
+        "message": f"vibration {7 + i} mm/s beyond 7.1 mm/s",
+    }
+
+
+def test_active_alarms_are_shown_with_their_ids_and_acknowledgement() -> None:
+    base = snapshot([])
+    s = Snapshot(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "alarms": [alarm(1, "critical"), alarm(2, "major", "ACK", "ana")],
+            "notifications": "sent 5, failed 1",
+        }
+    )
+    out = text(s)
+    assert "active alarms (2)" in out
+    assert "A0000000001" in out and "L1-PUMP-01/vib_de" in out and "UNACK" in out
+    assert "ACK ana → joe" in out
+    assert "notifications sent 5, failed 1" in out
+    assert "alarms-active 2" in log_line(s)
+    many = Snapshot(
+        **{
+            **{f: getattr(s, f) for f in s.__dataclass_fields__},
+            "alarms": [alarm(i, "minor") for i in range(14)],
+        }
+    )
+    assert "… 4 more" in text(many, max_alarms=10)
+    assert "no active alarms" in text(base)

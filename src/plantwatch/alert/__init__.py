@@ -1,7 +1,7 @@
-"""Alerts: rules, per-instance state (pending → firing → resolved). Notifiers and the alarm
-lifecycle (acknowledge, assign, escalate) build on this."""
+"""Alerts: rules (file and model), evaluation in the stream (instance states), alarms (the
+lifecycle people act on: acknowledge, assign, escalate) and notifications."""
 
-from plantwatch.alert.rules import DEFAULT_RULES, Rule
+from plantwatch.alert.rules import Health, Level, Rule, Selector, Threshold
 from plantwatch.alert.state import AlertStates, Transition
 
-__all__ = ["DEFAULT_RULES", "AlertStates", "Rule", "Transition"]
+__all__ = ["AlertStates", "Health", "Level", "Rule", "Selector", "Threshold", "Transition"]

@@ -319,8 +319,13 @@ class KafkaConsumer:
     """A member of a consumer group; offsets move only when :meth:`commit` is called."""
 
     def __init__(
-        self, conf: dict[str, Any], topics: list[str], *, commit_timeout_s: float = 600.0
+        self, conf: dict[str, Any], topics: list[str], *, commit_timeout_s: float = 30.0
     ) -> None:
+        """``commit_timeout_s``: how long :meth:`commit` retries a broker that is away before it
+        raises :class:`BusUnavailableError`. Keep it short: while it retries, the consumer is
+        not polled, and after an outage librdkafka needs a poll to serve the rebalance that lets
+        it find the group coordinator again (until then every commit waits for it). The caller
+        steps again; what was not committed is delivered again and de-duplicated downstream."""
         self.topics = topics
         self.commit_timeout_s = commit_timeout_s
         self.group = str(conf["group.id"])

@@ -15,6 +15,14 @@ from rich.text import Text
 
 log = logging.getLogger("plantwatch.run")
 
+_SEVERITY_STYLE = {
+    "critical": "bold white on red",
+    "major": "bold red",
+    "minor": "yellow",
+    "warning": "yellow",
+    "info": "cyan",
+}
+
 _STATE_STYLE = {
     "ALARM": "bold white on red",
     "WARN": "bold black on yellow",
@@ -51,13 +59,16 @@ class Snapshot:
     machines: Sequence[MachineRow]
     recent_anomalies: Sequence[Mapping[str, Any]]
     recent_alerts: Sequence[str]
+    #: active alarms (AlarmBook.as_dict rows), most severe first
+    alarms: Sequence[Mapping[str, Any]] = ()
+    notifications: str = ""  # "sent 12, failed 0"
 
 
 def _fmt_ms(v: float | None) -> str:
     return "–" if v is None else (f"{v:.0f} ms" if v < 10_000 else f"{v / 1000:.1f} s")
 
 
-def render(s: Snapshot, *, max_machines: int = 24) -> Group:
+def render(s: Snapshot, *, max_machines: int = 24, max_alarms: int = 10) -> Group:
     when = (
         datetime.fromtimestamp(s.sim_time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if s.sim_time
@@ -105,6 +116,29 @@ def render(s: Snapshot, *, max_machines: int = 24) -> Group:
         machines.add_row(
             f"… {len(rows) - max_machines} more", "", Text(f"{ok} OK", style="green"), "", ""
         )
+    alarms = Table(expand=True, box=None, header_style="bold", pad_edge=False)
+    for col in ("alarm", "severity", "machine/sensor", "rule", "since", "ack", "message"):
+        alarms.add_column(
+            col, no_wrap=True, overflow="ellipsis", ratio=3 if col == "message" else None
+        )
+    for a in list(s.alarms)[:max_alarms]:
+        since = datetime.fromtimestamp(a["created_ms"] / 1000, UTC).strftime("%H:%M:%S")
+        ack = "ACK " + a.get("acknowledged_by", "") if a["ack"] == "ACK" else "UNACK"
+        if a.get("assignee"):
+            ack += f" → {a['assignee']}"
+        alarms.add_row(
+            a["alarm_id"],
+            Text(a["severity"], style=_SEVERITY_STYLE.get(a["severity"], "")),
+            f"{a['machine_id']}/{a['sensor_id']}",
+            a["rule"],
+            since,
+            Text(ack, style="green" if a["ack"] == "ACK" else "bold"),
+            a.get("message", ""),
+        )
+    if len(s.alarms) > max_alarms:
+        alarms.add_row(f"… {len(s.alarms) - max_alarms} more", "", "", "", "", "", "")
+    if not s.alarms:
+        alarms.add_row(Text("no active alarms", style="green"), "", "", "", "", "", "")
     recent = Table(expand=True, box=None, header_style="bold", pad_edge=False)
     recent.add_column("recent anomalies", no_wrap=True, overflow="ellipsis")
     recent.add_column("recent alert events", no_wrap=True, overflow="ellipsis")
@@ -118,6 +152,16 @@ def render(s: Snapshot, *, max_machines: int = 24) -> Group:
     return Group(
         Panel(Group(head, totals), border_style="cyan"),
         Panel(machines, title="machines", border_style="blue"),
+        Panel(
+            alarms,
+            title=f"active alarms ({len(s.alarms)})",
+            subtitle=(
+                f"notifications {s.notifications} · plantwatch alarms ack ID --user U"
+                if s.notifications
+                else "plantwatch alarms ack ID --user U"
+            ),
+            border_style="red" if s.alarms else "green",
+        ),
         Panel(recent, border_style="magenta"),
     )
 
@@ -129,7 +173,8 @@ def log_line(s: Snapshot) -> str:
         f"plant {when} wall {s.wall_elapsed:.0f}s stored {s.stored:,}/{s.generated:,} "
         f"dup {s.duplicates:,} dead {sum(s.dead_letters.values()):,} late {s.late:,} "
         f"anomalies {s.anomalies:,} alerts {s.alerts_fired}/{s.alerts_resolved} "
-        f"machines-not-ok {alarm} rate {s.rate:,.0f}/s p95 {_fmt_ms(s.latency_p95)}"
+        f"machines-not-ok {alarm} alarms-active {len(s.alarms)} "
+        f"rate {s.rate:,.0f}/s p95 {_fmt_ms(s.latency_p95)}"
     )
 
 

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     #: where fetched artefacts (Kafka server jars) are cached
     cache_dir: Path = Path(".cache")
+    #: alert rules and notification routing (YAML, docs/alerts.md); None: the shipped defaults
+    rules_file: Path | None = None
 
     def resolved_store_url(self) -> str:
         if self.store_url:

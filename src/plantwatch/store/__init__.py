@@ -1,6 +1,13 @@
 """Store: ClickHouse schema, migrations, one client over chDB and a server, the batch writer."""
 
-from plantwatch.store.client import Capabilities, ClickHouseStore, DataDirLock, Store, open_store
+from plantwatch.store.client import (
+    Capabilities,
+    ClickHouseStore,
+    DataDirLock,
+    Store,
+    open_configured,
+    open_store,
+)
 from plantwatch.store.errors import (
     DataDirLockedError,
     MigrationError,
@@ -21,5 +28,6 @@ __all__ = [
     "Store",
     "StoreError",
     "migrate",
+    "open_configured",
     "open_store",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from plantwatch.core.settings import Settings
 from plantwatch.store.errors import DataDirLockedError, QueryError, ReadOnlyError, StoreError
 
 
@@ -123,6 +125,8 @@ class ClickHouseStore:
 
         self.database = database
         self._owner = True  # False for views made by using()
+        # one statement at a time per connection: the stream and the alert service share it
+        self._io = threading.RLock()
         self._lock: DataDirLock | None = None
         parsed = urlparse(url)
         if parsed.scheme == "chdb":
@@ -164,7 +168,8 @@ class ClickHouseStore:
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
         try:
-            self._client.command(sql, parameters=dict(parameters) if parameters else None)
+            with self._io:
+                self._client.command(sql, parameters=dict(parameters) if parameters else None)
         except self._errors as exc:
             raise _translate(exc, sql) from exc
 
@@ -172,7 +177,8 @@ class ClickHouseStore:
         if data.num_rows == 0:
             return
         try:
-            self._client.insert_arrow(table, data, database=self.database)
+            with self._io:
+                self._client.insert_arrow(table, data, database=self.database)
         except self._errors as exc:
             raise _translate(exc, f"INSERT INTO {self.database}.{table}") from exc
 
@@ -182,9 +188,10 @@ class ClickHouseStore:
         """One query through clickhouse-connect, its errors translated here and nowhere else."""
         settings = self._read_only(sql) if read_only else None
         try:
-            return getattr(self._client, method)(
-                sql, parameters=dict(parameters) if parameters else None, settings=settings
-            )
+            with self._io:
+                return getattr(self._client, method)(
+                    sql, parameters=dict(parameters) if parameters else None, settings=settings
+                )
         except self._errors as exc:
             raise _translate(exc, sql) from exc
 
@@ -242,3 +249,13 @@ def open_store(
 ) -> ClickHouseStore:
     """Open the store at ``url`` (see module docs)."""
     return ClickHouseStore(url, database=database, user=user, password=password)
+
+
+def open_configured(settings: Settings) -> ClickHouseStore:
+    """The store the settings name (URL, database, credentials)."""
+    return open_store(
+        settings.resolved_store_url(),
+        database=settings.database,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+    )

@@ -52,6 +52,16 @@ def register_machines(store: Store, machines: Iterable[Mapping[str, str]]) -> in
     return len(rows)
 
 
+def machine_rows(store: Store) -> list[dict[str, str]]:
+    """The machine registry: machine_id, machine_type, line, name."""
+    db = store.database
+    rows = store.query_rows(f"SELECT machine_id, machine_type, line, name FROM {db}.machines FINAL")
+    return [
+        {"machine_id": str(m), "machine_type": str(t), "line": str(li), "name": str(n)}
+        for m, t, li, n in rows
+    ]
+
+
 def machine_types(store: Store) -> dict[str, str]:
     db = store.database
     rows = store.query_rows(f"SELECT machine_id, machine_type FROM {db}.machines FINAL")
@@ -141,3 +151,41 @@ def table_counts(store: Store) -> dict[str, int]:
     ):
         out[table] = int(store.query_rows(f"SELECT count() FROM {db}.{table} FINAL")[0][0])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """The latest state of an alert instance that is not normal."""
+
+    rule: str
+    machine_id: str
+    sensor_id: str
+    kind: str
+    state: str
+    severity: str
+    active_since_ms: int
+    ts_ms: int
+
+
+def open_alerts(store: Store) -> list[OpenAlert]:
+    """Alert instances whose latest event leaves them pending, firing or recovering."""
+    db = store.database
+    rows = store.query_rows(
+        f"""
+        SELECT rule, machine_id, sensor_id, kind, state, severity, since, last_ts FROM (
+            SELECT toString(rule) AS rule, toString(machine_id) AS machine_id,
+                   toString(sensor_id) AS sensor_id, toString(kind) AS kind,
+                   argMax(toString(state), (ts, emitted_at)) AS state,
+                   argMax(toString(severity), (ts, emitted_at)) AS severity,
+                   argMax(toUnixTimestamp64Milli(active_since), (ts, emitted_at)) AS since,
+                   max(toUnixTimestamp64Milli(ts)) AS last_ts
+            FROM {db}.alert_events
+            GROUP BY rule, machine_id, sensor_id, kind
+        )
+        WHERE state IN ('pending', 'firing', 'recovering')
+        """
+    )
+    return [
+        OpenAlert(str(r), str(m), str(s), str(k), str(st), str(sev), int(since), int(ts))
+        for r, m, s, k, st, sev, since, ts in rows
+    ]

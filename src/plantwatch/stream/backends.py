@@ -30,7 +30,7 @@ from plantwatch.edge.transport import InProcessTransport, KafkaTransport, Transp
 from plantwatch.store.client import Store
 from plantwatch.stream.local import LocalRunner
 from plantwatch.stream.metrics import RunMetrics
-from plantwatch.stream.outputs import Output
+from plantwatch.stream.outputs import AlertEvent, Output
 from plantwatch.stream.pipeline import Pipeline
 from plantwatch.stream.restore import Restored, restore_pipeline
 from plantwatch.stream.sink import StoreSink
@@ -49,6 +49,9 @@ class Backend(Protocol):
 
     def finish(self) -> None:
         """Fire the open windows and store their outputs (end of a run)."""
+
+    def on_alerts(self, callback: Callable[[list[AlertEvent]], None]) -> None:
+        """``callback`` gets each batch's alert events once they are stored."""
 
     def close(self) -> None: ...
 
@@ -114,6 +117,10 @@ class MemoryBackend:
     def announce(self, machines: list[dict[str, str]]) -> None:
         """The embedded plant's registry is the store's ``machines`` table: nothing to send."""
 
+    def on_alerts(self, callback: Callable[[list[AlertEvent]], None]) -> None:
+        """``callback`` gets each batch's alert events once they are stored."""
+        self.runner.on_output = lambda out: callback(out.alerts) if out.alerts else None
+
     def restore(self) -> Restored:
         return self.runner.restore()
 
@@ -168,6 +175,10 @@ class KafkaBackend:
     def set_clock(self, clock: Clock) -> None:
         self.worker.clock = clock
         self.sink.clock = clock
+
+    def on_alerts(self, callback: Callable[[list[AlertEvent]], None]) -> None:
+        """``callback`` gets alert events once the sink stored them."""
+        self.sink.on_alerts = callback
 
     def announce(self, machines: list[dict[str, str]]) -> None:
         """Publish the machine registry, for workers and sinks in other processes too."""

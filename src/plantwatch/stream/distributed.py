@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from plantwatch.alert.control import rule_set
+from plantwatch.alert.service import AlertService
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import parse_bus_url, topic_specs
 from plantwatch.core.clock import SimulatedClock, WallClock
@@ -28,7 +30,7 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.edge.transport import KafkaTransport
 from plantwatch.sim import build_plant
-from plantwatch.store import migrate, open_store
+from plantwatch.store import migrate, open_configured
 from plantwatch.stream.backends import run_until_idle
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
@@ -135,7 +137,9 @@ def process(
     metrics = RunMetrics()
     worker = StreamWorker(
         bus=bus,
-        pipeline=Pipeline(PipelineConfig.from_settings(settings.stream)),
+        pipeline=Pipeline(
+            PipelineConfig.from_settings(settings.stream), rules=rule_set(settings).rules
+        ),
         clock=WallClock(),
         topics=topics,
         group=group,
@@ -167,15 +171,19 @@ def sink(
 ) -> RunMetrics:
     """The store sink in ``group`` until ``stop``; returns what it stored."""
     bus, topics = connect(bus_url, settings)
-    store = open_store(
-        settings.resolved_store_url(),
-        database=settings.database,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-    )
+    store = open_configured(settings)
     metrics = RunMetrics()
     try:
         migrate(store)
+        # Alarms and notifications live where alert events are stored. Run one sink per data
+        # folder with notifications on; more sinks split the partitions, and each notifies for
+        # the machines it was given.
+        alerts = AlertService(
+            rules=rule_set(settings),
+            store=store,
+            clock=WallClock(),
+            data_dir=settings.data_dir.resolve(),
+        )
         s = StoreSink(
             bus=bus,
             store=store,
@@ -184,13 +192,16 @@ def sink(
             group=group,
             metrics=metrics,
             dedupe_horizon=settings.stream.dedupe_horizon,
+            on_alerts=alerts.handle,
         )
         sensors = s.restore()
         log.info("sink: %d sensors already stored", sensors)
+        alerts.start()
         try:
             run_until_idle(s.step, stop, idle_s=0.0)  # stop promptly: uncommitted stays in Kafka
         finally:
             s.close()
+            alerts.close()
     finally:
         store.close()
         bus.close()

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plantwatch.alert.control import rule_set
+from plantwatch.alert.service import AlertService, ServiceLock
 from plantwatch.bus.kafka_config import parse_bus_url
 from plantwatch.console.live import MachineRow, Snapshot
 from plantwatch.core.clock import SimulatedClock, WallClock
@@ -23,10 +25,10 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.sim import build_plant
 from plantwatch.sim.faults import SENSOR_FAULTS
-from plantwatch.store import migrate, open_store, queries
+from plantwatch.store import migrate, open_configured, queries
 from plantwatch.stream.backends import KafkaBackend, MemoryBackend
 from plantwatch.stream.metrics import RunMetrics
-from plantwatch.stream.outputs import Output
+from plantwatch.stream.outputs import AlertEvent
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
 from plantwatch.stream.producer import PlantProducer, RunOptions, read_plant_clock
 from plantwatch.stream.summary import Truth, evaluate
@@ -41,16 +43,19 @@ class EmbeddedPlant:
         data = settings.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
         self.topics = Topics(settings.topic_prefix)
-        self.store = open_store(
-            settings.resolved_store_url(),
-            database=settings.database,
-            user=settings.clickhouse_user,
-            password=settings.clickhouse_password.get_secret_value(),
-        )
+        # before the store: a CLI command that found no plant may be using the store; wait for it
+        self.service_lock = ServiceLock(data)
+        self.service_lock.acquire()
+        try:
+            self.store = open_configured(settings)
+        except BaseException:
+            self.service_lock.release()
+            raise
         try:
             self._setup(data)
         except BaseException:
             self.store.close()
+            self.service_lock.release()
             raise
 
     def _setup(self, data: Path) -> None:
@@ -59,7 +64,8 @@ class EmbeddedPlant:
         self.plant = build_plant(o.machines, o.seed)
         queries.register_machines(self.store, self.plant.registry_rows())
         st = s.stream
-        self.pipeline = Pipeline(PipelineConfig.from_settings(st))
+        self.rules = rule_set(s)
+        self.pipeline = Pipeline(PipelineConfig.from_settings(st), rules=self.rules.rules)
         self.metrics = RunMetrics()
         # The clock starts where stored data ends, so a restart continues the plant's time.
         start = o.start if o.start is not None else math.floor(WallClock().time())
@@ -76,6 +82,14 @@ class EmbeddedPlant:
             self.clock = SimulatedClock(start, o.speed)
             self.backend.set_clock(self.clock)
         self.start = start
+        self.alerts = AlertService(
+            rules=self.rules,
+            store=self.store,
+            clock=self.clock,
+            data_dir=data,
+            lock=self.service_lock,
+        )
+        self.backend.on_alerts(self._on_alerts)
         self.producer = PlantProducer(
             plant=self.plant,
             options=o,
@@ -104,7 +118,6 @@ class EmbeddedPlant:
                 clock=self.clock,
                 metrics=self.metrics,
                 topics=self.topics,
-                on_output=self._on_output if o.log_alerts else None,
             )
         return KafkaBackend(
             bootstrap=parse_bus_url(o.bus_url),
@@ -120,6 +133,7 @@ class EmbeddedPlant:
 
     def start_threads(self) -> None:
         self.wall_started = time.time()
+        self.alerts.start()
         self._producer = threading.Thread(
             target=self._guard(self._produce), name="producer", daemon=True
         )
@@ -150,9 +164,19 @@ class EmbeddedPlant:
     def _run_stream(self) -> None:
         self.backend.run(self._runner_stop)
 
-    def _on_output(self, out: Output) -> None:
-        for e in out.alerts:
-            log.warning("ALERT %s %s %s: %s", e.state.upper(), e.severity, e.rule, e.message)
+    def _on_alerts(self, alerts: list[AlertEvent]) -> None:
+        """Alert events of a stored batch: log lines (without the live view), then alarms and
+        notifications."""
+        if self.options.log_alerts:
+            for e in alerts:
+                what = {"firing": "FIRING", "resolved": "RESOLVED"}.get(e.state)
+                if e.previous == "recovering":
+                    continue  # it was firing all along
+                if e.previous == "firing" and e.state == "firing":
+                    what = "ESCALATED"
+                if what:
+                    log.warning("ALERT %s %s %s: %s", what, e.severity, e.rule, e.message)
+        self.alerts.handle(alerts)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -177,10 +201,14 @@ class EmbeddedPlant:
         self.wall_finished = time.time()
         self.producer.close()
         self.backend.close()
+        self.alerts.close()
         return drained
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.store.close()
+        finally:
+            self.service_lock.release()
 
     @property
     def errors(self) -> list[BaseException]:
@@ -198,12 +226,13 @@ class EmbeddedPlant:
             by_machine: dict[str, list[str]] = {}
             worst: dict[str, str] = {}
             rank = {"ALARM": 0, "WARN": 1, "SENSOR": 2, "OK": 3}
+            sensor_rules = {r.name for r in self.rules.rules if r.category == "sensor"}
             for e in active:
                 by_machine.setdefault(e.machine_id, []).append(f"{e.rule}:{e.sensor_id}")
                 state = (
                     "SENSOR"
-                    if e.rule.startswith("sensor_")
-                    else ("ALARM" if e.severity == "critical" else "WARN")
+                    if e.rule in sensor_rules
+                    else ("ALARM" if e.severity in ("critical", "major") else "WARN")
                 )
                 if rank[state] < rank[worst.get(e.machine_id, "OK")]:
                     worst[e.machine_id] = state
@@ -246,7 +275,13 @@ class EmbeddedPlant:
                     f"{e.state} {e.severity} {e.rule} {e.machine_id}/{e.sensor_id}"
                     for e in m.recent_alerts
                 ],
+                alarms=self.alerts.active_alarms(),
+                notifications=self._notifications_line(),
             )
+
+    def _notifications_line(self) -> str:
+        n = self.alerts.summary()
+        return f"sent {n['notifications_sent']}, failed {n['notifications_failed']}"
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics
@@ -271,6 +306,7 @@ class EmbeddedPlant:
             since_ms=int(self.start * 1000),
             machines=o.machines,
             sim_seconds=sim_seconds,
+            machine_rules=[r.name for r in self.rules.rules if r.category == "machine"],
         )
         totals = queries.table_counts(self.store)
         dead = dict(sorted(c.dead.items()))
@@ -288,6 +324,7 @@ class EmbeddedPlant:
             "anomalies_by_detector": dict(sorted(m.anomalies_by_detector.items())),
             "alerts_fired": m.alerts_fired,
             "alerts_resolved": m.alerts_resolved,
+            "alarms": self.alerts.summary(),
             "faults_injected": [t.as_dict() for t in truths],
             "faults_detected": quality["faults_detected"],
             "false_alerts": quality["false_alerts"],

@@ -51,27 +51,7 @@ def write_output(store: Store, out: Output) -> None:
 
 def alert_json(out: Output) -> list[tuple[str, bytes]]:
     """Alert events as (machine_id, JSON) for the alerts topic."""
-    return [
-        (
-            e.machine_id,
-            json.dumps(
-                {
-                    "ts_ms": e.ts_ms,
-                    "rule": e.rule,
-                    "state": e.state,
-                    "severity": e.severity,
-                    "machine_id": e.machine_id,
-                    "sensor_id": e.sensor_id,
-                    "kind": e.kind,
-                    "value": e.value,
-                    "message": e.message,
-                    "fingerprint": e.fingerprint,
-                    "active_since_ms": e.active_since_ms,
-                }
-            ).encode(),
-        )
-        for e in out.alerts
-    ]
+    return [(e.machine_id, json.dumps(e.to_dict()).encode()) for e in out.alerts]
 
 
 class LocalRunner:

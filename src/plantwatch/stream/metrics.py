@@ -86,13 +86,15 @@ class RunMetrics:
             tail = out.anomalies.slice(max(0, out.anomalies.num_rows - 12))
             self.recent_anomalies.extend(tail.to_pylist())
             for e in out.alerts:
-                self.recent_alerts.append(e)
                 if e.state == "firing":
-                    self.alerts_fired += 1
+                    if e.previous in ("", "normal", "pending"):
+                        self.alerts_fired += 1  # not: back from recovering, or escalated
                     self.active_alerts[e.fingerprint] = e
-                else:
+                    self.recent_alerts.append(e)
+                elif e.state == "resolved":
                     self.alerts_resolved += 1
                     self.active_alerts.pop(e.fingerprint, None)
+                    self.recent_alerts.append(e)
 
     def account_stored(self, readings: pa.Table, clock: Clock, *, duplicates: int = 0) -> None:
         """Readings committed to the store: counts, latency from event time, latest values."""

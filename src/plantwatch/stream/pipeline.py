@@ -11,7 +11,7 @@ local runner and the Flink job drive the very same code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +19,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from plantwatch.alert.rules import DEFAULT_RULES, Rule
-from plantwatch.alert.state import AlertStates
+from plantwatch.alert.evaluate import Fired, MachineInfo, RuleEvaluator, Targets
+from plantwatch.alert.rules import Rule
 from plantwatch.core.codec import Reject, table_to_json_rows, ts_ms
 from plantwatch.core.deadletter import DEAD_LETTER_SCHEMA, Reason
 from plantwatch.core.kinds import KIND_NAMES, KINDS, SensorKind
@@ -85,7 +85,8 @@ class Pipeline:
         *,
         machine_types: Mapping[str, str] | None = None,
         detectors: Sequence[Detector] | None = None,
-        rules: Sequence[Rule] = DEFAULT_RULES,
+        rules: Sequence[Rule] | None = None,
+        machine_info: Mapping[str, MachineInfo] | None = None,
     ) -> None:
         self.config = config
         self.registry = SensorRegistry(machine_types)
@@ -101,13 +102,42 @@ class Pipeline:
             if detectors is None
             else detectors
         )
-        self.alerts = AlertStates(rules)
+        if rules is None:
+            from plantwatch.alert.rulefile import default_rule_set
+
+            rules = default_rule_set().rules
+        self.machine_info: Mapping[str, MachineInfo] = dict(machine_info or {})
+        self.alerts = RuleEvaluator(rules, self._targets)
         self.limits = TimeLimits(
             max_future_skew_ms=int(config.max_future_skew_s * 1000),
             max_age_ms=int(config.max_age_s * 1000),
         )
         baselines = [d for d in self.detectors if isinstance(d, RobustBaseline)]
         self._scorer = baselines[0] if baselines else None
+
+    def _targets(self) -> Targets:
+        machines, sensors = self.registry.names()
+        return Targets(
+            machine=machines,
+            sensor=sensors,
+            kind=self.registry.kinds,
+            machine_type=self.registry.types,
+            info=self.machine_info,
+        )
+
+    def register_machines(self, rows: Iterable[Mapping[str, str]]) -> None:
+        """Machine registry rows (machine_id, machine_type, line, site): types for the static
+        limits, lines, sites and types for rule selectors and alert labels."""
+        rows = list(rows)
+        self.registry.set_machine_types({r["machine_id"]: r["machine_type"] for r in rows})
+        self.machine_info = {
+            **self.machine_info,
+            **{
+                r["machine_id"]: MachineInfo(line=r.get("line", ""), site=r.get("site", ""))
+                for r in rows
+            },
+        }
+        self.alerts.invalidate()
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -269,33 +299,12 @@ class Pipeline:
         alerts: list[AlertEvent] = []
         for c in fired:
             w = self._detector_input(c)
+            findings: dict[str, Finding] = {}
             for det in self.detectors:
-                finding = det.evaluate(w)
+                finding = findings[det.name] = det.evaluate(w)
                 anomalies.append(self._anomalies(det.name, w, finding, now_ms))
-                for rule in self.alerts.rules_for(det.name):
-                    for t in self.alerts.evaluate(
-                        rule,
-                        sensor=w.sensor,
-                        start_ms=w.start_ms,
-                        end_ms=w.end_ms,
-                        level=finding.level,
-                        value=finding.value,
-                        threshold=finding.threshold,
-                        score=finding.score,
-                    ):
-                        alerts.append(
-                            self._event(
-                                t.rule,
-                                t.sensor,
-                                t.state,
-                                t.level,
-                                t.ts_ms,
-                                t.active_since_ms,
-                                t.value,
-                                t.threshold,
-                                t.score,
-                            )
-                        )
+            n = len(w)
+            alerts.extend(self._event(f) for f in self.alerts.evaluate(w, c.rms[:n], findings))
         return (
             pa.concat_tables([f for f in feats if f.num_rows] or [FEATURES_SCHEMA.empty_table()]),
             pa.concat_tables(
@@ -378,50 +387,24 @@ class Pipeline:
             schema=ANOMALIES_SCHEMA,
         )
 
-    def _event(
-        self,
-        rule: Rule,
-        sensor: int,
-        state: str,
-        level: int,
-        ts: int,
-        since: int,
-        value: float,
-        threshold: float,
-        score: float,
-    ) -> AlertEvent:
-        machine = self.registry.machine[sensor]
-        sensor_id = self.registry.sensor[sensor]
-        kind = KIND_LABELS[int(self.registry.kinds[sensor])]
-        fields = {
-            "detector": rule.detector,
-            "machine_id": machine,
-            "sensor_id": sensor_id,
-            "kind": kind,
-            "value": value,
-            "threshold": threshold,
-            "score": score,
-        }
-        try:
-            message = rule.summary.format(**fields)
-        except (KeyError, ValueError, IndexError):
-            message = f"{rule.name} on {machine}/{sensor_id}"
-        if state == "resolved":
-            message = (
-                f"resolved: {rule.name} on {machine}/{sensor_id}, "
-                f"clear for {rule.resolve_after_s:g} s"
-            )
+    @staticmethod
+    def _event(f: Fired) -> AlertEvent:
+        t = f.transition
         return AlertEvent(
-            ts_ms=ts,
-            rule=rule.name,
-            state=state,
-            severity="critical" if level >= 2 else "warning",
-            machine_id=machine,
-            sensor_id=sensor_id,
-            kind=kind,
-            value=value,
-            message=message,
-            active_since_ms=since,
+            ts_ms=t.ts_ms,
+            rule=t.rule.name,
+            state=t.state,
+            severity=f.severity,
+            machine_id=f.labels["machine_id"],
+            sensor_id=f.labels["sensor_id"],
+            kind=f.labels["kind"],
+            value=t.value,
+            message=f.summary,
+            active_since_ms=t.active_since_ms,
+            previous=t.previous,
+            threshold=t.threshold,
+            labels=f.labels,
+            annotations=f.annotations,
         )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plantwatch.alert.rules import SEVERITY_RANK
+from plantwatch.alert.state import Instance
 from plantwatch.detect import RobustBaseline
 from plantwatch.store import queries
 from plantwatch.store.client import Store
@@ -22,6 +24,7 @@ class Restored:
     gappy_sensors: int
     max_event_ms: int | None
     baselines: int
+    alerts: int = 0  # alert instances pending, firing or recovering when the store was left
 
 
 def restore_dedupe(
@@ -49,7 +52,7 @@ def restore_dedupe(
 def restore_pipeline(store: Store, pipeline: Pipeline) -> Restored:
     """Everything a pipeline needs to carry on where the stored data ends."""
     p = pipeline
-    p.registry.set_machine_types(queries.machine_types(store))
+    p.register_machines(queries.machine_rows(store))
     histories, gappy = restore_dedupe(store, p.registry, p.deduper)
     for h in histories:
         if h.last_ts_ms >= 0:
@@ -67,4 +70,27 @@ def restore_pipeline(store: Store, pipeline: Pipeline) -> Restored:
             if found is not None:
                 scorer.restore(found, int(p.registry.kinds[found]), means)
                 baselines += 1
-    return Restored(len(histories), gappy, max_ms, baselines)
+    return Restored(len(histories), gappy, max_ms, baselines, restore_alerts(store, p))
+
+
+def restore_alerts(store: Store, p: Pipeline) -> int:
+    """Alert instances as the stored events left them: a restart neither forgets a firing
+    alert nor fires it (and notifies) again."""
+    window_ms = round(p.config.window_s * 1000)
+    found = []
+    for a in queries.open_alerts(store):
+        idx = p.registry.find(a.machine_id, a.sensor_id)
+        if idx is None:
+            idx = p.registry.add(a.machine_id, a.sensor_id, a.kind)
+        found.append(
+            Instance(
+                rule=a.rule,
+                sensor=idx,
+                state=a.state,
+                active_since_ms=a.active_since_ms,
+                # a recovering event is stamped at the end of the first clear window
+                clear_since_ms=a.ts_ms - window_ms,
+                level=SEVERITY_RANK.get(a.severity, 1),
+            )
+        )
+    return p.alerts.restore(found)

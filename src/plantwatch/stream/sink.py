@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +35,11 @@ from plantwatch.stream.dedupe import Deduper
 from plantwatch.stream.local import WRITE_ORDER
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import (
-    ALERT_EVENTS_SCHEMA,
     ANOMALIES_SCHEMA,
     FEATURES_SCHEMA,
     READINGS_INGEST_SCHEMA,
+    AlertEvent,
+    alerts_table,
 )
 from plantwatch.stream.registry import SensorRegistry
 from plantwatch.stream.restore import restore_dedupe
@@ -59,8 +60,11 @@ class StoreSink:
         max_batch_wait_s: float = 0.5,
         metrics: RunMetrics | None = None,
         dedupe_horizon: int = 100_000,
+        on_alerts: Callable[[list[AlertEvent]], None] | None = None,
     ) -> None:
         self.store, self.clock, self.topics = store, clock, topics
+        #: called with each batch's alert events once they are stored (alarms, notifications)
+        self.on_alerts = on_alerts
         self.max_batch_rows = max_batch_rows
         self.max_batch_wait_s = max_batch_wait_s
         self.metrics = metrics or RunMetrics()
@@ -99,7 +103,7 @@ class StoreSink:
             "readings_ingest": self._tables(by_table["readings_ingest"], READINGS_INGEST_SCHEMA),
             "features": self._tables(by_table["features"], FEATURES_SCHEMA),
             "anomalies": self._tables(by_table["anomalies"], ANOMALIES_SCHEMA),
-            "alert_events": _alerts(by_table["alert_events"]),
+            "alert_events": alerts_table(alerts := _alerts(by_table["alert_events"])),
             "dead_letters": _dead_letters(by_table["dead_letters"]),
         }
         _register_machines(self.store, by_table[""])
@@ -112,6 +116,8 @@ class StoreSink:
         self.stored += readings.num_rows
         self.duplicates += dups + dead_dups
         self.metrics.account_stored(readings, self.clock, duplicates=dups + dead_dups)
+        if alerts and self.on_alerts is not None:
+            self.on_alerts(alerts)
         return len(msgs)
 
     def _tables(self, msgs: list[Message], schema: pa.Schema) -> pa.Table:
@@ -178,32 +184,16 @@ def _register_machines(store: Store, msgs: list[Message]) -> None:
         queries.register_machines(store, rows)
 
 
-def _alerts(msgs: list[Message]) -> pa.Table:
-    rows = []
+def _alerts(msgs: list[Message]) -> list[AlertEvent]:
+    events = []
     for m in msgs:
         try:
-            e = json.loads(m.value)
-            rows.append(
-                {
-                    "ts": _ts(e["ts_ms"]),
-                    "rule": e["rule"],
-                    "state": e["state"],
-                    "severity": e["severity"],
-                    "machine_id": e["machine_id"],
-                    "sensor_id": e["sensor_id"],
-                    "kind": e["kind"],
-                    "value": float(e["value"]),
-                    "message": e["message"],
-                    "fingerprint": e["fingerprint"],
-                    "active_since": _ts(e.get("active_since_ms", e["ts_ms"])),
-                    "emitted_at": _ts(e["ts_ms"]),
-                }
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            events.append(AlertEvent.from_dict(json.loads(m.value)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error(
                 "sink: skipping an unreadable alert event %s/%s: %s", m.partition, m.offset, exc
             )
-    return pa.Table.from_pylist(rows, schema=ALERT_EVENTS_SCHEMA)
+    return events
 
 
 def _dead_letters(msgs: list[Message]) -> pa.Table:

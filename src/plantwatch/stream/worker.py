@@ -98,15 +98,18 @@ class StreamWorker:
         deadline = time.monotonic() + timeout
         while True:
             msgs = self.directory.poll(500, 0.0 if timeout == 0 else 0.2)
-            types = {}
+            rows = []
             for m in msgs:
                 try:
-                    row = json.loads(m.value)
-                    types[str(row["machine_id"])] = str(row["machine_type"])
-                except (ValueError, KeyError, TypeError):
+                    row = {str(k): str(v) for k, v in json.loads(m.value).items()}
+                except (ValueError, TypeError, AttributeError):
+                    row = {}
+                if "machine_id" in row and "machine_type" in row:
+                    rows.append(row)
+                else:
                     log.warning("ignoring an unreadable machine record at offset %s", m.offset)
-            if types:
-                self.pipeline.registry.set_machine_types(types)
+            if rows:
+                self.pipeline.register_machines(rows)
             if not msgs or time.monotonic() > deadline:
                 return
 
