@@ -34,7 +34,7 @@ notifications:
     receiver: bench
     group_by: [alertname, machine_id, sensor_id]
     group_wait: 0s
-    group_interval: 0s
+    group_interval: 1s
     repeat_interval: 24h
 """
 
@@ -68,18 +68,19 @@ def main() -> None:
             default_rules_path().read_text("utf-8") + ROUTE % server.server_address[1], "utf-8"
         )
         summary = Path(tmp) / "summary.json"
-        subprocess.run(
+        done = subprocess.run(
             [
                 sys.executable, "-m", "plantwatch.cli", "run", "--no-live",
                 "--data-dir", f"{tmp}/data", "--machines", str(args.machines),
                 "--speed", str(args.speed), "--duration", str(args.seconds),
                 "--rules", str(rules), "--summary-json", str(summary),
             ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
             env=os.environ,
         )  # fmt: skip
+        if not summary.exists():
+            raise SystemExit(f"plantwatch run failed:\n{done.stderr[-3000:]}")
         s = json.loads(summary.read_text())
     server.shutdown()
     a = s["alarms"]
