@@ -524,6 +524,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"throughput {s['throughput_readings_per_s']:,.0f} readings/s; latency "
         f"p50 {_ms(lat['p50'])}, p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}"
     )
+    al = s["alarms"]
+    nl = al["notification_latency_ms"]
+    lines.append(
+        f"alarms active {al['alarms_active']} (unacknowledged {al['alarms_unacknowledged']}); "
+        f"notifications sent {al['notifications_sent']}, failed {al['notifications_failed']}, "
+        f"dropped {al['notifications_dropped']}; alert → notification p50 {_ms(nl['p50'])}, "
+        f"p99 {_ms(nl['p99'])}"
+    )
     print("\n".join(lines))
 
 

@@ -72,6 +72,8 @@ def test_alarms_notify_ack_and_survive_a_restart(tmp_path: Path) -> None:
         finally:
             assert stop_role(proc, timeout=180) == 0, log.read_text()[-3000:]
         first = json.loads((tmp_path / "s1.json").read_text())
+        books = log.read_text()
+        assert f"notifications sent {first['alarms']['notifications_sent']}, failed 0" in books
 
         # what the webhook received: signed, Alertmanager-shaped, one alarm id per alert
         posts = [r for r in hook.requests if r.path == "/oncall"]

@@ -24,7 +24,12 @@ CONTROLLER_PORT_OFFSET = 100
 
 def new_cluster_id() -> str:
     """16 random bytes, URL-safe base64 without padding (as ``kafka-storage random-uuid``)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+    # Never one that starts with "-": kafka-storage would read it as an option (and Kafka's own
+    # Uuid.randomUuid() avoids them for the same reason).
+    while True:
+        cid = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True, kw_only=True)
