@@ -271,6 +271,27 @@ def test_the_readme_example_is_a_valid_rules_file() -> None:
     (rule,) = rs.rules
     assert rule.name == "vibration_zone" and rule.condition.hysteresis == 0.2  # type: ignore[union-attr]
     assert [s.receiver for s in rs.notifications.route.escalate] == ["shift-lead"]
+    # what the README says the routes do: major and critical to Alertmanager and Slack, the rest
+    # to Slack; the lead hears once of an alarm nobody acknowledged for 15 minutes
+    from plantwatch.alert.notify.model import AlertInstance
+    from plantwatch.alert.notify.router import Router, routes_for
+
+    def labels(severity: str) -> dict[str, str]:
+        return {"alertname": "vibration_zone", "severity": severity, "machine_id": "M1"}
+
+    route = rs.notifications.route
+    assert [r.receiver for r in routes_for(route, labels("critical"))] == [
+        "alertmanager",
+        "maintenance-slack",
+    ]
+    assert [r.receiver for r in routes_for(route, labels("minor"))] == ["maintenance-slack"]
+    router = Router(rs.notifications)
+    a = AlertInstance(
+        "f", "vibration_zone", "firing", "critical", labels("critical"), {}, 0, None, 8.0
+    )
+    router.observe(a, 0)
+    sent = router.tick(0) + router.tick(15 * 60_000)
+    assert sorted(n.receiver for n in sent) == ["alertmanager", "maintenance-slack", "shift-lead"]
 
 
 def test_receivers_from_a_rules_file_are_built_with_the_documented_option_names() -> None:

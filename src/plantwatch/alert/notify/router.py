@@ -161,15 +161,13 @@ class Router:
             g.alerts[fp] = replace(alert, acknowledged=fp in self._acked)
             if route.escalate:
                 if alert.status == "firing" and fp not in self._acked:
-                    esc = self._escalations.get(f"{route.route_id}|{fp}")
+                    esc = self._escalations.get(_chain_key(route, fp))
                     if esc is None:
-                        self._escalations[f"{route.route_id}|{fp}"] = _Escalation(
-                            alert, route, now_ms
-                        )
+                        self._escalations[_chain_key(route, fp)] = _Escalation(alert, route, now_ms)
                     else:
                         esc.alert = alert
                 else:
-                    self._escalations.pop(f"{route.route_id}|{fp}", None)
+                    self._escalations.pop(_chain_key(route, fp), None)
 
     def acknowledge(self, fingerprint: str) -> None:
         """Someone acknowledged the alarm: no escalation, no repeats for it."""
@@ -338,6 +336,13 @@ def _instance(d: Mapping[str, Any]) -> AlertInstance:
     return AlertInstance(
         **{**d, "labels": dict(d["labels"]), "annotations": dict(d["annotations"])}
     )
+
+
+def _chain_key(route: Effective, fingerprint: str) -> str:
+    """One chain per alert and chain: routes that share a chain (a child inherits its parent's;
+    ``continue`` sends an alert down several) escalate it once."""
+    steps = ",".join(f"{st.after_s:g}>{st.receiver}" for st in route.escalate)
+    return f"{steps}|{fingerprint}"
 
 
 def _told(a: AlertInstance) -> str:
