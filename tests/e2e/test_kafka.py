@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from plantwatch.alert.rulefile import default_rules_path
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import topic_specs
 from plantwatch.core import codec
@@ -24,6 +25,7 @@ from plantwatch.core.topics import Topics
 from plantwatch.edge.spool import recover_sequences
 from plantwatch.services import KafkaCluster
 
+from alertmanager_support import HttpCapture
 from kafka_support import (
     order_violations,
     read_topic,
@@ -31,7 +33,14 @@ from kafka_support import (
     unique_prefix,
     wait_caught_up,
 )
-from plantwatch_cli import query, run_summary, start_role, stop_role, stored_exactly_once
+from plantwatch_cli import (
+    plantwatch,
+    query,
+    run_summary,
+    start_role,
+    stop_role,
+    stored_exactly_once,
+)
 
 SINK_TOPICS = ("readings.clean", "features", "anomalies", "alerts", "deadletters", "machines")
 
@@ -78,7 +87,25 @@ def settle(bootstrap: str, prefix: str) -> None:
     )
 
 
+def webhook_rules(tmp_path: Path) -> Path:
+    """The shipped rules, notifying a webhook at ``${HOOK}`` at once."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        default_rules_path().read_text("utf-8")
+        + """
+notifications:
+  receivers:
+    - name: hook
+      webhook: {url: "${HOOK}/hook"}
+  route: {receiver: hook, group_wait: 0s, group_interval: 1s}
+""",
+        "utf-8",
+    )
+    return path
+
+
 def test_run_through_kafka_accounts_for_every_reading(kafka: KafkaCluster, tmp_path: Path) -> None:
+    hook = HttpCapture()
     s = run_summary(
         tmp_path / "data",
         "--bus",
@@ -91,9 +118,12 @@ def test_run_through_kafka_accounts_for_every_reading(kafka: KafkaCluster, tmp_p
         "max",
         "--seed",
         "5",
-        env=env_for(unique_prefix()),
+        "--rules",
+        str(webhook_rules(tmp_path)),
+        env=env_for(unique_prefix(), HOOK=hook.url),
         timeout=300,
     )
+    hook.close()
     dead = sum(s["dead_letters"].values())
     assert s["accounting_ok"] is True
     assert s["readings_generated"] == s["readings_stored"] + s["duplicates_dropped"] + dead
@@ -105,6 +135,14 @@ def test_run_through_kafka_accounts_for_every_reading(kafka: KafkaCluster, tmp_p
         "SELECT count() AS n, uniqExact(machine_id, sensor_id, seq) AS k FROM plantwatch.readings",
     )
     assert row["n"] == row["k"] == s["readings_stored"]
+    # alarms and notifications come from the alert events the sink stored
+    (alarms,) = query(
+        tmp_path / "data",
+        "SELECT countIf(event = 'created') AS created FROM plantwatch.alarm_events",
+    )
+    assert alarms["created"] == s["alerts_fired"] > 0
+    posts = [r for r in hook.requests if r.path == "/hook"]
+    assert len(posts) == s["alarms"]["notifications_sent"] > 0
 
 
 def test_broker_away_for_twenty_seconds_loses_nothing(kafka: KafkaCluster, tmp_path: Path) -> None:
@@ -341,3 +379,46 @@ def test_services_kafka_command_starts_reports_and_stops(tmp_path: Path) -> None
     assert "stopped nodes [1]" in stopped.stdout
     after = plantwatch("services", "kafka", "status", "--dir", str(folder), check=False)
     assert after.returncode == 1
+
+
+def test_the_sink_runs_alarms_and_notifications_and_answers_the_cli(
+    kafka: KafkaCluster, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    hook = HttpCapture()
+    env = env_for(prefix, HOOK=hook.url, PLANTWATCH_RULES_FILE=str(webhook_rules(tmp_path)))
+    bus = f"kafka://{kafka.bootstrap}"
+    store = tmp_path / "store"
+    worker = start_role("process", "--bus", bus, env=env, log=tmp_path / "process.log")
+    sink = start_role(
+        "sink", "--bus", bus, "--data-dir", str(store), env=env, log=tmp_path / "sink.log"
+    )
+    devices = simulate(bus, env, tmp_path, machines=8, speed=60, duration=30)
+    try:
+        listed: list[dict[str, Any]] = []
+
+        def an_alarm() -> bool:
+            out = plantwatch("alarms", "list", "--json", "--data-dir", str(store), env=env)
+            listed[:] = json.loads(out.stdout)
+            return bool(listed)
+
+        wait_for(an_alarm, timeout=180, what="an alarm listed by the running sink")
+        ack = plantwatch(
+            "alarms", "ack", listed[0]["alarm_id"], "--user", "ana", "--data-dir", str(store),
+            env=env,
+        )  # fmt: skip
+        assert json.loads(ack.stdout)["via"] == "running plant"
+        assert devices.wait(timeout=240) == 0
+        settle(kafka.bootstrap, prefix)
+    finally:
+        for p in (devices, worker, sink):
+            stop_role(p)
+        hook.close()
+    posts = [r.json() for r in hook.requests if r.path == "/hook"]
+    assert posts and all(b["version"] == "4" for b in posts)
+    (row,) = query(
+        store,
+        f"SELECT ack, acknowledged_by FROM plantwatch.alarms "
+        f"WHERE alarm_id = '{listed[0]['alarm_id']}'",
+    )
+    assert (row["ack"], row["acknowledged_by"]) == ("ACK", "ana")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plantwatch.alert.control import rule_set
-from plantwatch.alert.service import AlertService
+from plantwatch.alert.service import AlertService, ServiceLock
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import parse_bus_url, topic_specs
 from plantwatch.core.clock import SimulatedClock, WallClock
@@ -171,38 +171,42 @@ def sink(
 ) -> RunMetrics:
     """The store sink in ``group`` until ``stop``; returns what it stored."""
     bus, topics = connect(bus_url, settings)
-    store = open_configured(settings)
+    data = settings.data_dir.resolve()
+    # before the store: a CLI command that found no sink running may be using the store
+    lock = ServiceLock(data)
+    lock.acquire()
     metrics = RunMetrics()
     try:
-        migrate(store)
-        # Alarms and notifications live where alert events are stored. Run one sink per data
-        # folder with notifications on; more sinks split the partitions, and each notifies for
-        # the machines it was given.
-        alerts = AlertService(
-            rules=rule_set(settings),
-            store=store,
-            clock=WallClock(),
-            data_dir=settings.data_dir.resolve(),
-        )
-        s = StoreSink(
-            bus=bus,
-            store=store,
-            clock=WallClock(),
-            topics=topics,
-            group=group,
-            metrics=metrics,
-            dedupe_horizon=settings.stream.dedupe_horizon,
-            on_alerts=alerts.handle,
-        )
-        sensors = s.restore()
-        log.info("sink: %d sensors already stored", sensors)
-        alerts.start()
+        store = open_configured(settings)
         try:
-            run_until_idle(s.step, stop, idle_s=0.0)  # stop promptly: uncommitted stays in Kafka
+            migrate(store)
+            # Alarms and notifications live where alert events are stored. Run one sink per
+            # data folder with notifications on; more sinks split the partitions, and each
+            # notifies for the machines it was given.
+            alerts = AlertService(
+                rules=rule_set(settings), store=store, clock=WallClock(), data_dir=data, lock=lock
+            )
+            s = StoreSink(
+                bus=bus,
+                store=store,
+                clock=WallClock(),
+                topics=topics,
+                group=group,
+                metrics=metrics,
+                dedupe_horizon=settings.stream.dedupe_horizon,
+                on_alerts=alerts.handle,
+            )
+            sensors = s.restore()
+            log.info("sink: %d sensors already stored", sensors)
+            alerts.start()
+            try:
+                run_until_idle(s.step, stop, idle_s=0.0)  # uncommitted stays in Kafka
+            finally:
+                s.close()
+                alerts.close()
         finally:
-            s.close()
-            alerts.close()
+            store.close()
     finally:
-        store.close()
+        lock.release()
         bus.close()
     return metrics
