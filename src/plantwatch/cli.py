@@ -292,7 +292,7 @@ def cmd_silences(args: argparse.Namespace) -> int:
     if args.until:
         cmd["ends_ms"] = control.parse_time_ms(args.until)
     else:
-        cmd["duration_ms"] = round(control.parse_duration(args.duration) * 1000)
+        cmd["duration_ms"] = round(control.duration_s(args.duration) * 1000)
     return _answer(control.execute(settings, cmd))
 
 

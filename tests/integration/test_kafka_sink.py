@@ -80,9 +80,12 @@ def publish_dead_letter(bus: KafkaBus, topics: Topics, seq: int) -> None:
 
 
 def drain(sink: StoreSink, *, quiet_s: float = 3.0, limit_s: float = 60.0) -> None:
+    """Step until nothing arrived for ``quiet_s`` after something did. The quiet time starts
+    with the first batch: joining the group on a broker just started (its offsets topic still
+    loading) can take longer than ``quiet_s``."""
     end = time.monotonic() + limit_s
-    quiet = time.monotonic()
-    while time.monotonic() < end and time.monotonic() - quiet < quiet_s:
+    quiet: float | None = None
+    while time.monotonic() < end and (quiet is None or time.monotonic() - quiet < quiet_s):
         if sink.step(timeout=0.5):
             quiet = time.monotonic()
 

@@ -9,13 +9,12 @@ the command is carried out here, on the store directly, by the same
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from plantwatch.alert.rulefile import RuleSet, default_rule_set, load_rules
+from plantwatch.alert.rulefile import RuleSet, default_rule_set, load_rules, parse_duration
 from plantwatch.alert.service import AlertService, read_listing, send_command, service_lock
 from plantwatch.core.clock import SimulatedClock
 from plantwatch.core.errors import ConfigError
@@ -23,18 +22,16 @@ from plantwatch.core.settings import Settings
 from plantwatch.store import migrate, open_configured
 from plantwatch.stream.producer import read_plant_clock
 
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``500ms``, ``20s``, ``5m``, ``2h``, ``1d``, ``1h30m``."""
-    s = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return float(s)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", s)
-    if not parts or "".join(n + u for n, u in parts) != s:
-        raise ConfigError(f"{text!r} is not a duration: write 90, 30s, 15m, 2h, 1d or 1h30m")
-    return math.fsum(float(n) * _UNITS[u] for n, u in parts)
+def duration_s(text: str) -> float:
+    """Seconds from a CLI duration (``30m``, ``2h``, ``1d``, ``1h30m``, ``90``); > 0."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"a duration must be > 0, got {text!r}")
+    return seconds
 
 
 def parse_time_ms(text: str) -> int:

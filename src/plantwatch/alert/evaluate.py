@@ -21,7 +21,8 @@ import numpy.typing as npt
 from plantwatch.alert.rules import SEVERITIES, Health, Rule, Selector, Threshold
 from plantwatch.alert.state import AlertStates, Instance, Transition
 from plantwatch.core.kinds import KINDS, SensorKind
-from plantwatch.detect.base import KIND_LABELS, Finding, Windows
+from plantwatch.detect.base import KIND_LABELS, Detector, Finding, Windows
+from plantwatch.detect.health import NoData, OutOfRange, Stuck
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ def _match(patterns: tuple[str, ...], values: npt.NDArray[np.object_]) -> B:
     return out
 
 
+def _health_detector(c: Health) -> Detector:
+    if c.check == "no_data":
+        return NoData(after_s=c.after_s)
+    return Stuck() if c.check == "stuck" else OutOfRange()
+
+
 def selected(sel: Selector, t: Targets) -> B:
     """Which sensors of ``t`` a selector picks."""
     mask = _match(sel.machine, t.machine) & _match(sel.sensor, t.sensor)
@@ -119,6 +126,7 @@ class RuleEvaluator:
         self._prev_mean: F64 = np.zeros(0)
         self._prev_end = np.zeros(0, np.int64)
         self._warned: set[str] = set()
+        self._health_detectors: dict[str, Detector] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -248,27 +256,18 @@ class RuleEvaluator:
         findings: Mapping[str, Finding],
         rows: npt.NDArray[np.intp],
     ) -> tuple[npt.NDArray[np.int8], B, F64, F64]:
-        k = len(rows)
         rank = np.int8(SEVERITIES.index(rule.severity) + 1)
-        if c.check == "no_data":
-            seen = w.last_seen_ms[rows] >= 0
-            silent_ms = np.where(seen, w.end_ms[rows] - w.last_seen_ms[rows], 0)
-            hit = seen & (silent_ms > round(c.after_s * 1000))
-            value = silent_ms / 1000.0
-            thr = np.full(k, c.after_s)
-        elif c.check == "out_of_range":
-            hit = w.out_of_range[rows] > 0
-            value = w.out_of_range[rows].astype(np.float64)
-            thr = np.zeros(k)
-        else:
-            f = findings.get("stuck")
-            if f is None:
-                with np.errstate(invalid="ignore"):
-                    hit = (w.count[rows] >= 3) & (w.max[rows] == w.min[rows])
-            else:
-                hit = f.level[rows] > 0
-            value = w.last[rows]
-            thr = np.zeros(k)
+        # the health detectors judge; a rule reuses the running one's finding when it can (a
+        # no_data rule has its own silence duration, so its own detector)
+        f = None if c.check == "no_data" else findings.get(c.check)
+        if f is None:
+            det = self._health_detectors.get(rule.name)
+            if det is None:
+                det = self._health_detectors[rule.name] = _health_detector(c)
+            f = det.evaluate(w)
+        hit = f.level[rows] > 0
+        value = f.value[rows]
+        thr = np.full(len(rows), c.after_s if c.check == "no_data" else 0.0)
         enter = np.where(hit, rank, 0).astype(np.int8)
         return enter, hit, value, thr
 

@@ -99,6 +99,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_DURATION = re.compile(r"-?\d+(\.\d+)?|-?(\d+(\.\d+)?(ms|d|h|m|s))+")
+_DURATION_HINT = "write seconds (20) or 500ms, 20s, 5m, 2h, 1d, 1h30m"
 _TAG = "tag:yaml.org,2002:"
 
 T = TypeVar("T")
@@ -166,6 +168,22 @@ def parse_rules(
     if p.errors or result is None:
         raise RulesFileError(source, p.errors)
     return result
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``20``, ``500ms``, ``20s``, ``5m``, ``2h``, ``1d``, ``1h30m`` (a leading ``-``
+    is kept: callers check the sign). Raises ValueError saying how to write one."""
+    s = text.strip()
+    if not _DURATION.fullmatch(s):
+        raise ValueError(f"{text!r} is not a duration; {_DURATION_HINT}")
+    if _DURATION_PART.search(s) is None:
+        return float(s)
+    parts = _DURATION_PART.findall(s)
+    ranks = [list(_DURATION_UNITS).index(u) for _, u in parts]
+    if ranks != sorted(set(ranks)):
+        raise ValueError(f"duration {s!r}: write each unit once, largest first (1h30m)")
+    seconds = math.fsum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return -seconds if s.startswith("-") else seconds
 
 
 def default_rules_path() -> Path:
@@ -448,21 +466,13 @@ class _Parser:
         v, s = y.value, y.text.strip()
         if isinstance(v, int | float) and not isinstance(v, bool):
             seconds = float(v)
-        elif isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d+)?", s):
-            seconds = float(s)
-        elif isinstance(v, str) and re.fullmatch(r"-?(\d+(\.\d+)?(ms|d|h|m|s))+", s):
-            parts = _DURATION_PART.findall(s)
-            ranks = [list(_DURATION_UNITS).index(u) for _, u in parts]
-            if ranks != sorted(set(ranks)):
-                raise _FieldError(y, f"duration {s!r}: write each unit once, largest first (1h30m)")
-            seconds = math.fsum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-            seconds = -seconds if s.startswith("-") else seconds
+        elif isinstance(v, str) and _DURATION.fullmatch(s):
+            try:
+                seconds = parse_duration(s)
+            except ValueError as exc:
+                raise _FieldError(y, str(exc)) from None
         else:
-            raise _FieldError(
-                y,
-                f"{y.describe()} is not a duration; write seconds (20) or 500ms, 20s, 5m, 2h, "
-                f"1d, 1h30m",
-            )
+            raise _FieldError(y, f"{y.describe()} is not a duration; {_DURATION_HINT}")
         if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
             raise _FieldError(y, f"a duration must be {'>' if positive else '>='} 0, got {s}")
         return seconds

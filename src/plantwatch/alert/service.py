@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ from plantwatch.alert.notify.silences import (
 from plantwatch.alert.rulefile import RuleSet
 from plantwatch.core.clock import Clock
 from plantwatch.core.reading import TS_TYPE
-from plantwatch.store.client import Store
+from plantwatch.core.settings import Settings
+from plantwatch.store import open_configured
+from plantwatch.store.client import ClickHouseStore, Store
 from plantwatch.stream.outputs import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -82,10 +84,10 @@ class NotifyStats:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
-    latencies_ms: list[int] | None = None
+    latencies_ms: list[int] = field(default_factory=list)
 
     def percentile(self, q: float) -> float | None:
-        xs = self.latencies_ms or []
+        xs = self.latencies_ms
         return float(np.percentile(xs, q)) if xs else None
 
 
@@ -117,7 +119,7 @@ class AlertService:
         self.book = AlarmBook()
         self.silences = Silences()
         self.router = Router(rules.notifications, silences=self.silences)
-        self.stats = NotifyStats(latencies_ms=[])
+        self.stats = NotifyStats()
         self._results: list[DeliveryResult] = []
         self._results_lock = threading.Lock()
         self._dirty = True
@@ -250,7 +252,7 @@ class AlertService:
                 # latency: from the event (the window that fired or resolved it) to the
                 # notification leaving; repeats and escalations are late on purpose
                 timely = r.notification.reason in ("new", "update", "resolved")
-                if timely and r.latency_ms is not None and self.stats.latencies_ms is not None:
+                if timely and r.latency_ms is not None:
                     self.stats.latencies_ms.append(r.latency_ms)
             else:
                 self.stats.failed += 1
@@ -404,7 +406,7 @@ class AlertService:
             "notification_latency_ms": {
                 "p50": self.stats.percentile(50),
                 "p99": self.stats.percentile(99),
-                "n": len(self.stats.latencies_ms or []),
+                "n": len(self.stats.latencies_ms),
             },
         }
 
@@ -443,6 +445,20 @@ class ServiceLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def claim_store(settings: Settings) -> tuple[ServiceLock, ClickHouseStore]:
+    """For the process that will own the data folder's alarms (a plant, a sink): its service
+    lock first, then its store. In that order a CLI command that found nobody running and is
+    working on the store finishes before the store is opened, instead of taking the chDB
+    folder from under a starting plant."""
+    lock = ServiceLock(settings.data_dir.resolve())
+    lock.acquire()
+    try:
+        return lock, open_configured(settings)
+    except BaseException:
+        lock.release()
+        raise
 
 
 @contextlib.contextmanager

@@ -62,12 +62,6 @@ def machine_rows(store: Store) -> list[dict[str, str]]:
     ]
 
 
-def machine_types(store: Store) -> dict[str, str]:
-    db = store.database
-    rows = store.query_rows(f"SELECT machine_id, machine_type FROM {db}.machines FINAL")
-    return {str(m): str(t) for m, t in rows}
-
-
 def sensor_histories(store: Store) -> list[SensorHistory]:
     db = store.database
     rows = store.query_rows(

@@ -30,7 +30,7 @@ from plantwatch.edge.transport import InProcessTransport, KafkaTransport, Transp
 from plantwatch.store.client import Store
 from plantwatch.stream.local import LocalRunner
 from plantwatch.stream.metrics import RunMetrics
-from plantwatch.stream.outputs import AlertEvent, Output
+from plantwatch.stream.outputs import AlertEvent
 from plantwatch.stream.pipeline import Pipeline
 from plantwatch.stream.restore import Restored, restore_pipeline
 from plantwatch.stream.sink import StoreSink
@@ -93,7 +93,6 @@ class MemoryBackend:
         clock: Clock,
         metrics: RunMetrics,
         topics: Topics,
-        on_output: Callable[[Output], None] | None = None,
     ) -> None:
         self.bus = MemoryBus(
             max_messages=settings.bus.max_messages, publish_timeout=settings.bus.publish_timeout_s
@@ -107,7 +106,6 @@ class MemoryBackend:
             max_batch_rows=settings.stream.max_batch_rows,
             max_batch_wait_s=settings.stream.max_batch_wait_s,
             metrics=metrics,
-            on_output=on_output,
         )
         self.transport: Transport = InProcessTransport(self.bus, topics.raw)
 

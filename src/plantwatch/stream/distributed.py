@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plantwatch.alert.control import rule_set
-from plantwatch.alert.service import AlertService, ServiceLock
+from plantwatch.alert.service import AlertService, claim_store
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import parse_bus_url, topic_specs
 from plantwatch.core.clock import SimulatedClock, WallClock
@@ -30,7 +30,7 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.edge.transport import KafkaTransport
 from plantwatch.sim import build_plant
-from plantwatch.store import migrate, open_configured
+from plantwatch.store import migrate
 from plantwatch.stream.backends import run_until_idle
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
@@ -172,12 +172,9 @@ def sink(
     """The store sink in ``group`` until ``stop``; returns what it stored."""
     bus, topics = connect(bus_url, settings)
     data = settings.data_dir.resolve()
-    # before the store: a CLI command that found no sink running may be using the store
-    lock = ServiceLock(data)
-    lock.acquire()
     metrics = RunMetrics()
     try:
-        store = open_configured(settings)
+        lock, store = claim_store(settings)
         try:
             migrate(store)
             # Alarms and notifications live where alert events are stored. Run one sink per
@@ -206,7 +203,7 @@ def sink(
                 alerts.close()
         finally:
             store.close()
+            lock.release()
     finally:
-        lock.release()
         bus.close()
     return metrics

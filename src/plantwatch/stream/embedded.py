@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from plantwatch.alert.control import rule_set
-from plantwatch.alert.service import AlertService, ServiceLock
+from plantwatch.alert.service import AlertService, claim_store
 from plantwatch.bus.kafka_config import parse_bus_url
 from plantwatch.console.live import MachineRow, Snapshot
 from plantwatch.core.clock import SimulatedClock, WallClock
@@ -25,7 +25,7 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.sim import build_plant
 from plantwatch.sim.faults import SENSOR_FAULTS
-from plantwatch.store import migrate, open_configured, queries
+from plantwatch.store import migrate, queries
 from plantwatch.stream.backends import KafkaBackend, MemoryBackend
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import AlertEvent
@@ -43,14 +43,7 @@ class EmbeddedPlant:
         data = settings.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
         self.topics = Topics(settings.topic_prefix)
-        # before the store: a CLI command that found no plant may be using the store; wait for it
-        self.service_lock = ServiceLock(data)
-        self.service_lock.acquire()
-        try:
-            self.store = open_configured(settings)
-        except BaseException:
-            self.service_lock.release()
-            raise
+        self.service_lock, self.store = claim_store(settings)
         try:
             self._setup(data)
         except BaseException:
@@ -219,23 +212,24 @@ class EmbeddedPlant:
     def snapshot(self) -> Snapshot:
         m = self.metrics
         types = {mm.machine_id: mm.machine_type for mm in self.plant.machines}
+        alarms = self.alerts.active_alarms()  # the machines' states follow their alarms
         with m.lock:
-            active = list(m.active_alerts.values())
             latest = dict(m.latest)
             counts = m.counts
             by_machine: dict[str, list[str]] = {}
             worst: dict[str, str] = {}
             rank = {"ALARM": 0, "WARN": 1, "SENSOR": 2, "OK": 3}
             sensor_rules = {r.name for r in self.rules.rules if r.category == "sensor"}
-            for e in active:
-                by_machine.setdefault(e.machine_id, []).append(f"{e.rule}:{e.sensor_id}")
+            for a in alarms:
+                machine = a["machine_id"]
+                by_machine.setdefault(machine, []).append(f"{a['rule']}:{a['sensor_id']}")
                 state = (
                     "SENSOR"
-                    if e.rule in sensor_rules
-                    else ("ALARM" if e.severity in ("critical", "major") else "WARN")
+                    if a["rule"] in sensor_rules
+                    else ("ALARM" if a["severity"] in ("critical", "major") else "WARN")
                 )
-                if rank[state] < rank[worst.get(e.machine_id, "OK")]:
-                    worst[e.machine_id] = state
+                if rank[state] < rank[worst.get(machine, "OK")]:
+                    worst[machine] = state
             rows = []
             for mm in self.plant.machines:
                 vals = [
@@ -275,7 +269,7 @@ class EmbeddedPlant:
                     f"{e.state} {e.severity} {e.rule} {e.machine_id}/{e.sensor_id}"
                     for e in m.recent_alerts
                 ],
-                alarms=self.alerts.active_alarms(),
+                alarms=alarms,
                 notifications=self._notifications_line(),
             )
 

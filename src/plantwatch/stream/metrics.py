@@ -61,7 +61,6 @@ class RunMetrics:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     recent_anomalies: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
     recent_alerts: deque[AlertEvent] = field(default_factory=lambda: deque(maxlen=12))
-    active_alerts: dict[str, AlertEvent] = field(default_factory=dict)
     latest: dict[tuple[str, str], tuple[float, str, str]] = field(default_factory=dict)
     rate: float = 0.0  # readings stored per wall second, smoothed
     event_time_ms: int = 0
@@ -86,15 +85,13 @@ class RunMetrics:
             tail = out.anomalies.slice(max(0, out.anomalies.num_rows - 12))
             self.recent_anomalies.extend(tail.to_pylist())
             for e in out.alerts:
-                if e.state == "firing":
-                    if e.previous in ("", "normal", "pending"):
-                        self.alerts_fired += 1  # not: back from recovering, or escalated
-                    self.active_alerts[e.fingerprint] = e
-                    self.recent_alerts.append(e)
-                elif e.state == "resolved":
+                if e.state not in ("firing", "resolved"):
+                    continue  # pending, recovering, normal: not what people count
+                self.recent_alerts.append(e)
+                if e.state == "resolved":
                     self.alerts_resolved += 1
-                    self.active_alerts.pop(e.fingerprint, None)
-                    self.recent_alerts.append(e)
+                elif e.previous in ("", "normal", "pending"):
+                    self.alerts_fired += 1  # not: back from recovering, or escalated
 
     def account_stored(self, readings: pa.Table, clock: Clock, *, duplicates: int = 0) -> None:
         """Readings committed to the store: counts, latency from event time, latest values."""

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from plantwatch.alert.evaluate import Fired, MachineInfo, RuleEvaluator, Targets
+from plantwatch.alert.rulefile import default_rule_set
 from plantwatch.alert.rules import Rule
 from plantwatch.core.codec import Reject, table_to_json_rows, ts_ms
 from plantwatch.core.deadletter import DEAD_LETTER_SCHEMA, Reason
@@ -103,8 +104,6 @@ class Pipeline:
             else detectors
         )
         if rules is None:
-            from plantwatch.alert.rulefile import default_rule_set
-
             rules = default_rule_set().rules
         self.machine_info: Mapping[str, MachineInfo] = dict(machine_info or {})
         self.alerts = RuleEvaluator(rules, self._targets)
