@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 ARGS ?=
+BENCH_ARGS ?=
 # `make run` shows a lively plant: 12 machines, ten simulated seconds per wall second, so the
 # first injected faults appear within a minute. Override: make run RUN_ARGS="--machines 50".
 RUN_ARGS ?= --machines 12 --speed 10
@@ -44,9 +45,8 @@ sysdeps: ## install the system packages the tests use (Prometheus Alertmanager, 
 test: lint sysdeps ## lint, then the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
 
-bench: $(STAMP) ## pipeline and store throughput, alert-to-notification latency (full suite: issue 9)
-	$(PY) bench/pipeline_throughput.py
-	$(PY) bench/alert_latency.py
+bench: $(STAMP) ## every shape measured in one run, ~25 min (BENCH_ARGS="--quick": under 2 min); docs/performance.md
+	$(VENV)/bin/plantwatch bench --json bench-report.json $(BENCH_ARGS)
 
 clean: ## remove the venv, caches and the default data folder
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

@@ -7,7 +7,6 @@ must be installed: if not, starting fails with the command that installs them.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,31 +17,9 @@ from typing import Any
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import TopicSpec
 from plantwatch.core.settings import KafkaSettings
-from plantwatch.services import KafkaCluster, KafkaConfig
+from plantwatch.services import KafkaCluster, KafkaConfig, free_port_block
 
 REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache"
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(count: int) -> int:
-    """A port P with P..P+count-1 and the controller ports P+100.. all free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        wanted = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
-        if max(wanted) < 65536 and all(_bindable(p) for p in wanted):
-            return base
-    raise AssertionError("no block of free loopback ports found")
 
 
 @contextmanager

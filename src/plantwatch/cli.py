@@ -239,6 +239,23 @@ def _alarm_parsers(sub: Any) -> None:
     chk.add_argument("file", type=Path)
     r_sub.add_parser("defaults", help="print the shipped rules file")
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure every shape: throughput, ceiling, reference, latency, scaling, Kafka",
+        description="Measure plantwatch on this machine in one run (docs/performance.md): the "
+        "embedded shape as fast as it goes, chDB's ceiling and a seed-style reference on the "
+        "same rows, latency at 10k and 100k readings/s offered, scaling with the sensor count "
+        "and the batch size, and the Kafka shape through a real broker started for the run. "
+        "Prints a table; --json writes every figure.",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="a smoke run in under two minutes (small inputs)"
+    )
+    bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the report")
+    bench.add_argument(
+        "--no-kafka", action="store_true", help="skip the Kafka shape (no Java on this machine)"
+    )
+
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     from plantwatch.alert import control
@@ -545,6 +562,23 @@ def _json_value(v: Any) -> Any:
     return str(v)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from plantwatch.bench import Plan, render, run_bench
+
+    plan = Plan.quick() if args.quick else Plan.full()
+    if args.no_kafka:
+        plan = replace(plan, kafka=False)
+    report = run_bench(plan, settings=Settings())
+    data = report.as_dict()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(render(data))
+    return 1 if report.errors else 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from plantwatch.store import open_configured
 
@@ -604,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_silences(args)
         if args.command == "rules":
             return cmd_rules(args)
+        if args.command == "bench":
+            return cmd_bench(args)
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

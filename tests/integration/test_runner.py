@@ -99,6 +99,70 @@ def test_a_failed_store_write_commits_nothing(store: ClickHouseStore) -> None:
     r.close()
 
 
+def test_with_write_ahead_batches_are_stored_and_committed_in_order(
+    store: ClickHouseStore,
+) -> None:
+    bus = MemoryBus()
+    clock = SimulatedClock((T0_MS + 3_600_000) / 1000, None)
+    r = LocalRunner(
+        bus=bus, store=store, pipeline=Pipeline(), clock=clock, max_batch_rows=100, write_ahead=2
+    )
+    r.restore()
+    acks: list[int] = []
+    for tag in range(1, 6):
+        publish(bus, vib(range(100 * tag - 99, 100 * tag + 1)), acks, tag=tag)
+    steps = [r.step(timeout=1.0) for _ in range(5)]
+    assert steps == [100] * 5  # the stream processed all five, the writer may lag behind
+    r.flush()
+    assert acks == [1, 2, 3, 4, 5]
+    assert r.metrics.counts.stored == 500 == table_counts(store)["readings"]
+    assert [k[1] for k in stored_keys(store)] == list(range(1, 501))
+    r.close()
+
+
+def test_with_write_ahead_a_failed_write_commits_nothing_after_it(store: ClickHouseStore) -> None:
+    class FailingOnce:
+        def __init__(self, inner: ClickHouseStore) -> None:
+            self.inner, self.database, self.calls = inner, inner.database, 0
+
+        def insert(self, table: str, data: pa.Table) -> None:
+            if table == "readings_ingest":
+                self.calls += 1
+                if self.calls == 2:
+                    raise StoreError("disk full")
+            self.inner.insert(table, data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    bus = MemoryBus()
+    clock = SimulatedClock((T0_MS + 3_600_000) / 1000, None)
+    r = LocalRunner(
+        bus=bus,
+        store=FailingOnce(store),  # type: ignore[arg-type]
+        pipeline=Pipeline(),
+        clock=clock,
+        max_batch_rows=100,
+        write_ahead=1,
+    )
+    acks: list[int] = []
+    for tag in range(1, 5):
+        publish(bus, vib(range(100 * tag - 99, 100 * tag + 1)), acks, tag=tag)
+
+    def run_all() -> None:
+        for _ in range(4):
+            r.step(timeout=1.0)
+        r.flush()
+
+    with pytest.raises(StoreError, match="disk full"):
+        run_all()
+    with pytest.raises(StoreError, match="disk full"):
+        r.finish()  # the stream cannot go on past a failed write
+    assert acks == [1]  # batch 2 failed; 3 and 4 were neither stored nor committed
+    assert [k[1] for k in stored_keys(store)] == list(range(1, 101))
+    r.close()
+
+
 def test_restart_recognises_stored_readings_and_dead_letters(store: ClickHouseStore) -> None:
     register_machines(store, [{"machine_id": "p1", "machine_type": "centrifugal_pump"}])
     bus = MemoryBus()

@@ -405,6 +405,7 @@ class AlertService:
             "notifications_dropped": self.stats.dropped + sum(s.dropped for s in st.values()),
             "notification_latency_ms": {
                 "p50": self.stats.percentile(50),
+                "p95": self.stats.percentile(95),
                 "p99": self.stats.percentile(99),
                 "n": len(self.stats.latencies_ms),
             },

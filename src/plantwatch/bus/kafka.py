@@ -422,6 +422,29 @@ class KafkaConsumer:
                 delay = min(delay * 2, 5.0)
         self._uncommitted.clear()
 
+    def caught_up(self, timeout: float = 5.0) -> bool:
+        """True once this member has partitions and has read each of them to its end (what it
+        read may still be uncommitted). False while it waits for its assignment."""
+        if not self.assigned:
+            return False
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        try:
+            positions = self._consumer.position(parts)
+            committed = self._consumer.committed(parts, timeout=timeout)
+            for pos, com in zip(positions, committed, strict=True):
+                tp = TopicPartition(pos.topic, pos.partition)
+                # the high watermark of the last fetch response (fetches never stop while the
+                # consumer polls); asking the broker instead waits behind the fetch in flight
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:  # nothing fetched yet
+                    _, high = self._consumer.get_watermark_offsets(tp, timeout=timeout)
+                at = max(pos.offset, com.offset)  # both < 0 when nothing was read or committed
+                if high > 0 and at < high:
+                    return False
+        except KafkaException as exc:
+            raise translate(exc, f"reading the offsets of {self.group!r}") from exc
+        return True
+
     def close(self) -> None:
         """Leave the group (offsets processed but not committed are committed on revoke)."""
         if not self._closed:

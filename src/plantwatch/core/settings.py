@@ -48,6 +48,8 @@ class StreamSettings(BaseModel):
     idle_source_s: float = Field(default=5.0, gt=0)
     max_batch_rows: int = Field(default=50_000, ge=1)
     max_batch_wait_s: float = Field(default=0.2, ge=0)
+    #: batches the embedded runner may process ahead of the store writer (0: write in step)
+    write_ahead: int = Field(default=1, ge=0, le=8)
 
 
 class BusSettings(BaseModel):

@@ -6,6 +6,7 @@ calls :func:`plantwatch.services.kafka.start`, :func:`~plantwatch.services.kafka
 :func:`~plantwatch.services.kafka.status`; tests use :class:`KafkaCluster` directly.
 """
 
+from plantwatch.services._proc import free_port_block
 from plantwatch.services._status import ClusterStatus, NodeStatus
 from plantwatch.services.errors import (
     JarFetchError,
@@ -33,4 +34,5 @@ __all__ = [
     "ServiceStartError",
     "ServiceStopError",
     "ToolMissingError",
+    "free_port_block",
 ]

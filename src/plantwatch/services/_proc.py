@@ -86,6 +86,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def free_port_block(count: int) -> int:
+    """A port P with P..P+count-1 and the controller ports P+100.. all free on 127.0.0.1
+    (the layout :class:`~plantwatch.services.KafkaConfig` uses by default)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        wanted = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
+        if max(wanted) < 65536 and all(port_is_free(p) for p in wanted):
+            return base
+    raise OSError("no block of free loopback ports found")
+
+
 def check_ports(ports: dict[int, str]) -> None:
     """Raise :class:`PortInUseError` for the first of ``ports`` (port: role) that is taken."""
     for port, role in ports.items():

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from plantwatch.bus.errors import BusUnavailableError
-from plantwatch.bus.kafka import KafkaBus
+from plantwatch.bus.kafka import KafkaBus, KafkaConsumer
 from plantwatch.bus.kafka_config import topic_specs
 from plantwatch.bus.memory import MemoryBus
 from plantwatch.core.clock import Clock
@@ -56,8 +56,18 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def run_until_idle(step: Callable[[float], int], stop: threading.Event, *, idle_s: float) -> None:
-    """Call ``step`` until ``stop`` is set, then until it found nothing for ``idle_s``.
+def run_until_idle(
+    step: Callable[[float], int],
+    stop: threading.Event,
+    *,
+    idle_s: float,
+    caught_up: Callable[[], bool] | None = None,
+    limit_s: float = 300.0,
+) -> None:
+    """Call ``step`` until ``stop`` is set, then until it found nothing for ``idle_s`` (and,
+    with ``caught_up``, until that says the input is read to its end: a Kafka consumer that
+    is still joining its group finds nothing for a few seconds though its topic is full).
+    After ``stop``, it gives up after ``limit_s``: what it did not read stays in the bus.
 
     A broker that is away (:class:`BusUnavailableError`) is waited out: the failed step's
     input was not committed, so nothing is lost by trying again.
@@ -65,10 +75,26 @@ def run_until_idle(step: Callable[[float], int], stop: threading.Event, *, idle_
     safe = _resilient(step, stop)
     while not stop.is_set():
         safe(0.1)
+    deadline = time.monotonic() + limit_s
     quiet = time.monotonic()
-    while time.monotonic() - quiet < idle_s:
+    while time.monotonic() < deadline:
         if safe(0.05):
             quiet = time.monotonic()
+        elif time.monotonic() - quiet >= idle_s and (
+            caught_up is None or _safe_caught_up(caught_up)
+        ):
+            return
+    log.warning(
+        "stopped reading after %.0f s with input left; it is read on the next start", limit_s
+    )
+
+
+def _safe_caught_up(caught_up: Callable[[], bool]) -> bool:
+    try:
+        return caught_up()
+    except BusUnavailableError as exc:
+        log.warning("%s", exc)
+        return False
 
 
 def _resilient(step: Callable[[float], int], stop: threading.Event) -> Callable[[float], int]:
@@ -106,6 +132,7 @@ class MemoryBackend:
             max_batch_rows=settings.stream.max_batch_rows,
             max_batch_wait_s=settings.stream.max_batch_wait_s,
             metrics=metrics,
+            write_ahead=settings.stream.write_ahead,
         )
         self.transport: Transport = InProcessTransport(self.bus, topics.raw)
 
@@ -124,6 +151,7 @@ class MemoryBackend:
 
     def run(self, stop: threading.Event) -> None:
         run_until_idle(self.runner.step, stop, idle_s=0.05)
+        self.runner.flush()  # the writer's batches too, before the run counts as idle
 
     def finish(self) -> None:
         self.runner.finish()
@@ -195,25 +223,34 @@ class KafkaBackend:
         sink = threading.Thread(
             target=run_until_idle,
             args=(self.sink.step, sink_stop),
-            kwargs={"idle_s": 1.0},
+            kwargs={"idle_s": 0.5, "caught_up": _kafka(self.sink.consumer).caught_up},
             name="sink",
             daemon=True,
         )
         sink.start()
         try:
-            run_until_idle(self.worker.step, stop, idle_s=1.0)
+            run_until_idle(
+                self.worker.step, stop, idle_s=0.5, caught_up=_kafka(self.worker.consumer).caught_up
+            )
         finally:
             sink_stop.set()
             sink.join()
 
     def finish(self) -> None:
         self.worker.finish()
-        run_until_idle(self.sink.step, _SET, idle_s=1.0)
+        run_until_idle(
+            self.sink.step, _SET, idle_s=0.5, caught_up=_kafka(self.sink.consumer).caught_up
+        )
 
     def close(self) -> None:
         self.worker.close()
         self.sink.close()
         self.bus.close()
+
+
+def _kafka(consumer: object) -> KafkaConsumer:
+    assert isinstance(consumer, KafkaConsumer)
+    return consumer
 
 
 _SET = threading.Event()

@@ -6,6 +6,12 @@ whole batch, writes the outputs to the store with the processed readings *last* 
 the commit point), then commits the messages. In the embedded plant the bus turns that commit
 into the edge spool's acknowledgement, so a reading leaves the device's spool only once stored.
 
+With ``write_ahead=N`` the writing and committing move to a writer thread that takes up to N
+batches ahead, in order: the next batch is decoded and processed while chDB stores this one
+(chDB lets go of the GIL while it works, so on two cores the two overlap). The order of commits
+and the rule "committed only once stored" do not change; a failed write stops the writer (it
+writes and commits nothing after it) and the next :meth:`step` or :meth:`finish` raises it.
+
 After a restart :meth:`LocalRunner.restore` rebuilds the pipeline's state from the store: which
 seqs are already stored (so replays are recognised as duplicates), the watermark, each sensor's
 baseline and when it was last seen.
@@ -15,10 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 
-from plantwatch.bus.base import Bus
+from plantwatch.bus.base import Bus, Message
 from plantwatch.core.clock import Clock
 from plantwatch.core.topics import Topics
 from plantwatch.store.client import Store
@@ -54,6 +62,48 @@ def alert_json(out: Output) -> list[tuple[str, bytes]]:
     return [(e.machine_id, json.dumps(e.to_dict()).encode()) for e in out.alerts]
 
 
+class _Writer:
+    """Writes and commits batches in order in a thread of its own, up to ``depth`` ahead."""
+
+    def __init__(self, write: Callable[[Output, list[Message]], None], depth: int) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[Output, list[Message]] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:  # after a failure nothing is written or committed
+                    self._write(*item)
+            except BaseException as exc:  # raised in the stream thread by check()
+                log.error("writing a batch to the store failed: %s", exc)
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, out: Output, msgs: list[Message]) -> None:
+        self.check()
+        self._queue.put((out, msgs))
+
+    def flush(self) -> None:
+        """Wait until every submitted batch is written and committed (or the writer failed)."""
+        self._queue.join()
+        self.check()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 class LocalRunner:
     def __init__(
         self,
@@ -68,6 +118,7 @@ class LocalRunner:
         max_batch_wait_s: float = 0.2,
         metrics: RunMetrics | None = None,
         on_output: Callable[[Output], None] | None = None,
+        write_ahead: int = 0,
     ) -> None:
         self.bus, self.store, self.pipeline, self.clock = bus, store, pipeline, clock
         self.topics = topics
@@ -76,6 +127,7 @@ class LocalRunner:
         self.metrics = metrics or RunMetrics()
         self.on_output = on_output
         self._consumer = bus.subscribe(topics.raw, group)
+        self._writer = _Writer(self._write_and_commit, write_ahead) if write_ahead > 0 else None
 
     def restore(self) -> Restored:
         return restore_pipeline(self.store, self.pipeline)
@@ -90,11 +142,24 @@ class LocalRunner:
         )
         if not msgs:
             return 0
+        if self._writer is not None:
+            self._writer.check()  # a failed write stops the stream before more is processed
         batch = decode_messages(msgs)
         out = run_batch(self.pipeline, batch, clock=self.clock, source=self.topics.raw)
+        if self._writer is not None:
+            self._writer.submit(out, msgs)
+        else:
+            self._write_and_commit(out, msgs)
+        return out.counts.received
+
+    def _write_and_commit(self, out: Output, msgs: list[Message]) -> None:
         self.write(out)
         self._consumer.commit(msgs)
-        return out.counts.received
+
+    def flush(self) -> None:
+        """Wait until every processed batch is stored and committed; raises a failed write."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def write(self, out: Output) -> None:
         write_output(self.store, out)
@@ -113,11 +178,15 @@ class LocalRunner:
 
     def finish(self) -> Output:
         """Fire the open windows (end of run) and store what they produce."""
+        self.flush()
         out = self.pipeline.flush(now_ms=int(self.clock.time() * 1000))
         self.write(out)
         return out
 
     def close(self) -> None:
+        """Stop the writer (what it holds is written first) and leave the bus."""
+        if self._writer is not None:
+            self._writer.close()
         self._consumer.close()
 
 
