@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 RUN_ARGS ?= --machines 12 --speed 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench clean sysdeps
+.PHONY: help install run test lint fmt bench profile clean sysdeps
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,13 @@ test: lint sysdeps ## lint, then the whole test suite
 
 bench: $(STAMP) ## every shape measured in one run, ~25 min (BENCH_ARGS="--quick": under 2 min); docs/performance.md
 	$(VENV)/bin/plantwatch bench --json bench-report.json $(BENCH_ARGS)
+
+profile: $(STAMP) ## sample the embedded shape with py-spy, print where its time goes (docs/performance.md)
+	rm -rf .cache/profile-data
+	$(VENV)/bin/py-spy record --nonblocking --rate 250 --format raw --output profile.txt -- \
+	  $(VENV)/bin/plantwatch run --machines 50 --duration 3600 --speed max --no-live \
+	  --data-dir .cache/profile-data
+	$(PY) -m plantwatch.bench.profile profile.txt
 
 clean: ## remove the venv, caches and the default data folder
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

@@ -194,11 +194,15 @@ def encode_json_batch(table: pa.Table) -> bytes:
     return ("\n".join(lines) + ("\n" if lines else "")).encode()
 
 
+#: ``json.dumps(o, ensure_ascii=False)`` without building an encoder for every record
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def encode_records(records: list[dict[str, Any]]) -> bytes:
     """Arbitrary reading-like dicts as JSON lines, unchecked (gateways forward as received)."""
+    encode = _RECORD_ENCODER.encode
     return "".join(
-        json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False) + "\n"
-        for r in records
+        encode({k: _json_value(v) for k, v in r.items()}) + "\n" for r in records
     ).encode()
 
 
@@ -231,19 +235,23 @@ def decode_json_batch(payload: bytes) -> Decoded:
                 items.append((line, json.loads(line)))
             except json.JSONDecodeError as exc:
                 rejects.append(Reject(Reason.MALFORMED, f"not JSON: {exc}", line))
-    cols: dict[str, list[Any]] = {name: [] for name in READING_SCHEMA.names}
+    good: list[dict[str, Any]] = []
+    stamps: list[datetime | None] = []
     for raw, obj in items:
-        problem = _check_record(obj)
+        problem, ts = _check_record(obj)
         if problem is not None:
             rejects.append(Reject(problem[0], problem[1], raw, *_key(obj)))
             continue
-        for name in READING_SCHEMA.names:
-            v = obj.get(name)
-            if name == "ts" and v is not None:
-                v = parse_ts(v)
-            elif name == "value" and v is not None:
-                v = float(v)  # an integer beyond int64 is still a valid float64 value
-            cols[name].append(v)
+        good.append(obj)
+        stamps.append(ts)
+    cols: dict[str, list[Any]] = {}
+    for name in READING_SCHEMA.names:
+        if name == "ts":
+            cols[name] = stamps
+        elif name == "value":  # an integer beyond int64 is still a valid float64 value
+            cols[name] = [None if (v := o.get(name)) is None else float(v) for o in good]
+        else:
+            cols[name] = [o.get(name) for o in good]
     table = pa.table(
         {name: pa.array(vals, READING_SCHEMA.field(name).type) for name, vals in cols.items()},
         schema=READING_SCHEMA,
@@ -262,37 +270,44 @@ def _key(obj: Any) -> tuple[str, str, int | None]:
     return m, s, (q if ok_seq else None)
 
 
-def _check_record(obj: Any) -> tuple[Reason, str] | None:
-    """Why a decoded JSON value cannot become a row (types only; validation does the rest)."""
-    if not isinstance(obj, dict):
-        return Reason.MALFORMED, f"a reading is a JSON object, got {type(obj).__name__}"
-    for name in ("machine_id", "sensor_id", "kind", "unit", "quality"):
-        v = obj.get(name)
-        if v is not None and not isinstance(v, str):
-            return Reason.MALFORMED, f"{name} must be a string, got {v!r}"
+_Checked = tuple[tuple[Reason, str] | None, datetime | None]
+_STRINGS = ("machine_id", "sensor_id", "kind", "unit", "quality")
+
+
+def _check_record(obj: Any) -> _Checked:
+    """Why a decoded JSON value cannot become a row (types only; validation does the rest),
+    and its event time when it can (parsed once, here)."""
+    if type(obj) is not dict:
+        return (Reason.MALFORMED, f"a reading is a JSON object, got {type(obj).__name__}"), None
+    get = obj.get
+    for name in _STRINGS:
+        v = get(name)
+        if v is not None and type(v) is not str:
+            return (Reason.MALFORMED, f"{name} must be a string, got {v!r}"), None
     for name in _NUMERIC:
-        v = obj.get(name)
+        v = get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-            return Reason.MALFORMED, f"{name} must be a number, got {v!r}"
+            return (Reason.MALFORMED, f"{name} must be a number, got {v!r}"), None
     for name in ("seq", "schema_version"):
-        v = obj.get(name)
+        v = get(name)
         if v is not None and (not float(v).is_integer() or v < 0 or v >= 2**63):
-            return Reason.MALFORMED, f"{name} must be a non-negative integer, got {v!r}"
-    value = obj.get("value")
-    if isinstance(value, int) and not isinstance(value, bool):
+            return (Reason.MALFORMED, f"{name} must be a non-negative integer, got {v!r}"), None
+    value = get("value")
+    if type(value) is int:
         try:
             float(value)
         except OverflowError:
-            return Reason.MALFORMED, f"value is too large for a float64, got {value!r}"
-    if obj.get("schema_version") is not None and obj["schema_version"] > 255:
-        return Reason.UNSUPPORTED_SCHEMA, f"schema_version {obj['schema_version']!r}"
-    ts = obj.get("ts")
-    if ts is not None:
-        try:
-            parse_ts(ts)
-        except (ValueError, OverflowError, OSError) as exc:
-            return Reason.BAD_TIMESTAMP, str(exc)
-    return None
+            return (Reason.MALFORMED, f"value is too large for a float64, got {value!r}"), None
+    version = get("schema_version")
+    if version is not None and version > 255:
+        return (Reason.UNSUPPORTED_SCHEMA, f"schema_version {version!r}"), None
+    ts = get("ts")
+    if ts is None:
+        return None, None
+    try:
+        return None, parse_ts(ts)
+    except (ValueError, OverflowError, OSError) as exc:
+        return (Reason.BAD_TIMESTAMP, str(exc)), None
 
 
 # -- dispatch --------------------------------------------------------------------------------
