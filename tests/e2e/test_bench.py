@@ -40,7 +40,9 @@ def test_the_embedded_run_accounts_for_every_reading_and_has_its_costs(bench: An
 def test_ceiling_and_reference_work_on_the_rows_the_embedded_run_stored(bench: Any) -> None:
     r, _ = bench
     e, c, ref = r["embedded"], r["ceiling"], r["reference"]
-    assert c["readings"] == e["readings_stored"] == c["stored_check"]
+    # the recording run is the same plant (same seed): the same rows
+    assert c["readings"] == r["recorded_readings"] == e["readings_stored"] == c["stored_check"]
+    assert e["trials"] == [e["readings_per_s"]] and c["trials"] == [c["readings_per_s"]]
     assert number(c["readings_per_s"]) > 0
     assert ref["received"] == r["plan"]["reference_limit"]
     assert ref["received"] == ref["stored"] + ref["duplicates"] + ref["rejected"]

@@ -50,6 +50,10 @@ def render(r: dict[str, Any]) -> str:
     lines.append(
         f"  {'Flink job on the MiniCluster':<58}{(r.get('flink') or {}).get('status', '—')}"
     )
+    for name in ("embedded", "ceiling"):
+        trials = (r.get(name) or {}).get("trials") or []
+        if len(trials) > 1:
+            lines.append(f"  {name} runs (best counts): {' · '.join(_n(t) for t in trials)}")
     q = r["ratios"]
     lines.append(
         f"  pipeline/ceiling {_n(q['pipeline_over_ceiling'], 2)} · pipeline/reference "
