@@ -204,7 +204,8 @@ def best_of(n: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     def rate(r: dict[str, Any]) -> float:
         return float(r.get("readings_per_s") or 0)
 
-    best = dict(max(runs, key=rate))
+    top = max(runs, key=rate)
+    best = dict(top)
     best["trials"] = [r.get("readings_per_s") for r in runs]
     return best
 
