@@ -46,7 +46,8 @@ class StreamSettings(BaseModel):
     #: a machine from which nothing arrived for this long (wall clock) stops holding the
     #: watermark back
     idle_source_s: float = Field(default=5.0, gt=0)
-    max_batch_rows: int = Field(default=50_000, ge=1)
+    #: readings per micro-batch (the stream stage gains up to ~100,000; docs/performance.md)
+    max_batch_rows: int = Field(default=80_000, ge=1)
     max_batch_wait_s: float = Field(default=0.2, ge=0)
     #: batches the embedded runner may process ahead of the store writer (0: write in step)
     write_ahead: int = Field(default=1, ge=0, le=8)

@@ -27,14 +27,18 @@ def gather(
     consumer: Consumer, *, max_rows: int, max_wait_s: float, timeout: float
 ) -> list[Message]:
     """Wait up to ``timeout`` for a first message, then keep polling until ``max_rows`` readings
-    or ``max_wait_s`` passed."""
+    or ``max_wait_s`` passed. Each poll asks for about as many messages as the readings still
+    wanted fill (judged by the messages so far), so a batch overshoots ``max_rows`` by less than
+    one message's readings, not by a whole poll's."""
     msgs = consumer.poll(1, timeout)
     if not msgs:
         return msgs
     rows = sum(count_of(m) for m in msgs)
     deadline = time.monotonic() + max_wait_s
     while rows < max_rows and time.monotonic() < deadline:
-        more = consumer.poll(16, max(0.0, min(0.02, deadline - time.monotonic())))
+        per_message = max(1, rows // len(msgs))
+        wanted = min(16, max(1, -(-(max_rows - rows) // per_message)))
+        more = consumer.poll(wanted, max(0.0, min(0.02, deadline - time.monotonic())))
         msgs.extend(more)
         rows += sum(count_of(m) for m in more)
     return msgs

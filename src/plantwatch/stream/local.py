@@ -114,7 +114,7 @@ class LocalRunner:
         clock: Clock,
         topics: Topics = _TOPICS,
         group: str = "plantwatch-stream",
-        max_batch_rows: int = 50_000,
+        max_batch_rows: int = 80_000,
         max_batch_wait_s: float = 0.2,
         metrics: RunMetrics | None = None,
         on_output: Callable[[Output], None] | None = None,

@@ -78,7 +78,7 @@ class StreamWorker:
         clock: Clock,
         topics: Topics,
         group: str = "plantwatch-stream",
-        max_batch_rows: int = 50_000,
+        max_batch_rows: int = 80_000,
         max_batch_wait_s: float = 0.2,
         metrics: RunMetrics | None = None,
         delivery_timeout_s: float = 30.0,
