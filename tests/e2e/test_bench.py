@@ -5,6 +5,9 @@ benchmark's business (``make bench``, docs/performance.md)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -109,3 +112,23 @@ def test_every_goal_has_a_measured_figure_and_the_table_shows_them(bench: Any) -
     for heading in ("THROUGHPUT", "LATENCY", "SCALING", "GOALS", "ceiling", "reference", "Kafka"):
         assert heading in table
     assert r["machine"]["cpus"] >= 1 and r["duration_s"] > 0
+
+
+def test_a_measurement_keeps_to_its_own_store_rules_and_broker_whatever_the_environment() -> None:
+    env = dict(
+        os.environ,
+        PLANTWATCH_STORE_URL="http://127.0.0.1:9/",  # nothing listens there
+        PLANTWATCH_RULES_FILE="/nonexistent/rules.yaml",
+        PLANTWATCH_KAFKA__SECURITY_PROTOCOL="SASL_SSL",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "plantwatch.bench.child", "plant"],
+        input=json.dumps({"machines": 5, "sim_seconds": 60}),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    assert r["accounting_ok"] is True and r["readings_stored"] > 0

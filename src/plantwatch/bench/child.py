@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from plantwatch.core.settings import Settings
+from plantwatch.core.settings import KafkaSettings, Settings
 
 log = logging.getLogger("plantwatch.bench")
 
@@ -117,9 +117,15 @@ def plant_run(p: dict[str, Any]) -> dict[str, Any]:
     speed = None if p.get("offered") is None else float(p["offered"]) / (sensors * rate)
     duration = float(p["sim_seconds"] if speed is None else p["wall_seconds"])
     with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
-        update: dict[str, Any] = {"data_dir": Path(tmp) / "data"}
-        if p.get("rules_file"):
-            update["rules_file"] = Path(p["rules_file"])
+        # The run's own store, rules and broker connection, whatever the environment says
+        # (PLANTWATCH_STORE_URL or PLANTWATCH_RULES_FILE must not send simulated data or
+        # notifications anywhere real); stream, SDK and spool settings apply as configured.
+        update: dict[str, Any] = {
+            "data_dir": Path(tmp) / "data",
+            "store_url": None,
+            "rules_file": Path(p["rules_file"]) if p.get("rules_file") else None,
+            "kafka": KafkaSettings(),
+        }
         if p.get("cache_dir"):
             update["cache_dir"] = Path(p["cache_dir"])
         settings = Settings().model_copy(update=update)
