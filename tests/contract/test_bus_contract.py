@@ -102,6 +102,23 @@ def test_poll_returns_at_most_max_messages(bus: Bus, topic: str) -> None:
     assert [m.value for m in first + rest] == [bytes([i]) for i in range(5)]
 
 
+def test_a_consumer_is_caught_up_only_once_it_has_everything(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    for i in range(5):
+        bus.publish(topic, bytes([i]), key=b"one-key")
+    assert c.caught_up() is False  # five waiting (a Kafka member is not even assigned yet)
+    got = drain(c, 5)
+    assert len(got) == 5
+    end = time.monotonic() + DEADLINE_S
+    while not c.caught_up() and time.monotonic() < end:
+        got += c.poll(5, 0.2)  # Kafka learns where its partitions end from fetch responses
+    assert c.caught_up() is True and len(got) == 5
+    bus.publish(topic, b"more", key=b"one-key")
+    if not isinstance(bus, KafkaBus):  # the memory bus knows at once; Kafka after a fetch
+        assert c.caught_up() is False
+    assert [m.value for m in drain(c, 1)] == [b"more"]
+
+
 def test_poll_of_an_empty_topic_returns_nothing(bus: Bus, topic: str) -> None:
     c = bus.subscribe(topic, group())
     assert c.poll(10, 0.05) == []

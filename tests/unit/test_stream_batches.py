@@ -26,7 +26,7 @@ def test_a_batch_stops_within_one_message_of_max_rows() -> None:
     consumer.close()
 
 
-def test_small_messages_are_still_polled_sixteen_at_a_time() -> None:
+def test_a_batch_of_small_messages_takes_everything_under_max_rows() -> None:
     bus = MemoryBus(max_messages=1000)
     consumer = bus.subscribe(TOPIC, "g")
     publish(bus, 100, 10)

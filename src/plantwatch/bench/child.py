@@ -112,8 +112,8 @@ def plant_run(p: dict[str, Any]) -> dict[str, Any]:
     from plantwatch.stream.embedded import EmbeddedPlant
     from plantwatch.stream.producer import RunOptions
 
-    machines, rate = int(p["machines"]), float(p.get("rate_hz", 1.0))
-    sensors = build_plant(machines, 1).sensor_count
+    machines, rate, seed = int(p["machines"]), float(p.get("rate_hz", 1.0)), int(p.get("seed", 1))
+    sensors = build_plant(machines, seed).sensor_count  # the plant the run builds
     speed = None if p.get("offered") is None else float(p["offered"]) / (sensors * rate)
     duration = float(p["sim_seconds"] if speed is None else p["wall_seconds"])
     with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
@@ -137,7 +137,7 @@ def plant_run(p: dict[str, Any]) -> dict[str, Any]:
             rate_hz=rate,
             duration_s=duration,
             speed=speed,
-            seed=int(p.get("seed", 1)),
+            seed=seed,
             faults=str(p.get("faults", "default")),
             bus_url=p.get("bus_url"),
         )

@@ -30,6 +30,10 @@ class Consumer(Protocol):
     def commit(self, messages: Sequence[Message]) -> None:
         """Mark messages as processed (their effects are durable)."""
 
+    def caught_up(self) -> bool:
+        """True once everything published to this consumer's topics so far has been handed to
+        it (False while it is still joining its group): a stopping stream drains until then."""
+
     def close(self) -> None: ...
 
 

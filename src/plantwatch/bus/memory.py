@@ -148,6 +148,11 @@ class MemoryBus:
         for cb in callbacks:
             cb()
 
+    def _queued(self, topic: str, group: str) -> int:
+        """Messages of ``topic`` not yet polled by ``group``."""
+        with self._cond:
+            return len(self._queues.get(topic, {}).get(group, ()))
+
     def depth(self, topic: str) -> int:
         """Messages waiting in the fullest group of ``topic``."""
         with self._cond:
@@ -173,6 +178,9 @@ class MemoryConsumer:
 
     def commit(self, messages: Sequence[Message]) -> None:
         self._bus._commit(self.group, messages)
+
+    def caught_up(self) -> bool:
+        return self._bus._queued(self.topic, self.group) == 0
 
     def close(self) -> None:
         if not self._closed:
@@ -203,6 +211,9 @@ class FanInConsumer:
             if out or left <= 0:
                 return out
             time.sleep(min(0.01, left))
+
+    def caught_up(self) -> bool:
+        return all(c.caught_up() for c in self._consumers)
 
     def commit(self, messages: Sequence[Message]) -> None:
         for topic, consumer in self._by_topic.items():

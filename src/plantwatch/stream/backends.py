@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from plantwatch.bus.errors import BusUnavailableError
-from plantwatch.bus.kafka import KafkaBus, KafkaConsumer
+from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import topic_specs
 from plantwatch.bus.memory import MemoryBus
 from plantwatch.core.clock import Clock
@@ -223,14 +223,14 @@ class KafkaBackend:
         sink = threading.Thread(
             target=run_until_idle,
             args=(self.sink.step, sink_stop),
-            kwargs={"idle_s": 0.5, "caught_up": _kafka(self.sink.consumer).caught_up},
+            kwargs={"idle_s": 0.5, "caught_up": self.sink.consumer.caught_up},
             name="sink",
             daemon=True,
         )
         sink.start()
         try:
             run_until_idle(
-                self.worker.step, stop, idle_s=0.5, caught_up=_kafka(self.worker.consumer).caught_up
+                self.worker.step, stop, idle_s=0.5, caught_up=self.worker.consumer.caught_up
             )
         finally:
             sink_stop.set()
@@ -238,19 +238,12 @@ class KafkaBackend:
 
     def finish(self) -> None:
         self.worker.finish()
-        run_until_idle(
-            self.sink.step, _SET, idle_s=0.5, caught_up=_kafka(self.sink.consumer).caught_up
-        )
+        run_until_idle(self.sink.step, _SET, idle_s=0.5, caught_up=self.sink.consumer.caught_up)
 
     def close(self) -> None:
         self.worker.close()
         self.sink.close()
         self.bus.close()
-
-
-def _kafka(consumer: object) -> KafkaConsumer:
-    assert isinstance(consumer, KafkaConsumer)
-    return consumer
 
 
 _SET = threading.Event()
