@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 RUN_ARGS ?= --machines 12 --speed 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench profile clean sysdeps
+.PHONY: help install run test lint fmt bench profile grafana clean sysdeps
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ profile: $(STAMP) ## sample the embedded shape with py-spy, print where its time
 	  $(VENV)/bin/plantwatch run --machines 50 --duration 3600 --speed max --no-live \
 	  --data-dir .cache/profile-data
 	$(PY) -m plantwatch.bench.profile profile.txt
+
+grafana: $(STAMP) ## regenerate deploy/grafana (datasource, dashboards, alert rules); a test checks it
+	$(VENV)/bin/plantwatch grafana export --out deploy/grafana
 
 clean: ## remove the venv, caches and the default data folder
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

@@ -239,6 +239,8 @@ def _alarm_parsers(sub: Any) -> None:
     chk.add_argument("file", type=Path)
     r_sub.add_parser("defaults", help="print the shipped rules file")
 
+    _grafana_parsers(sub)
+
     bench = sub.add_parser(
         "bench",
         help="measure every shape: throughput, ceiling, reference, latency, scaling, Kafka",
@@ -255,6 +257,98 @@ def _alarm_parsers(sub: Any) -> None:
     bench.add_argument(
         "--no-kafka", action="store_true", help="skip the Kafka shape (no Java on this machine)"
     )
+
+
+def _grafana_parsers(sub: Any) -> None:
+    g = sub.add_parser("grafana", help="Grafana provisioning: datasource, dashboards, alert rules")
+    g_sub = g.add_subparsers(dest="action", required=True)
+    exp = g_sub.add_parser(
+        "export",
+        help="write Grafana provisioning files (datasource, dashboards, alert rules)",
+        description="Write the ClickHouse datasource, the four plantwatch dashboards and alert "
+        "rules, contact points and notification policies compiled from the rules file, as "
+        "Grafana provisioning files (README: Grafana). Connection and database come from the "
+        "settings (PLANTWATCH_STORE_URL, PLANTWATCH_DATABASE, PLANTWATCH_CLICKHOUSE_USER); the "
+        "password stays in Grafana's environment ($PLANTWATCH_CLICKHOUSE_PASSWORD).",
+    )
+    exp.add_argument("--out", type=Path, required=True, metavar="DIR")
+    exp.add_argument("--rules", type=Path, default=None, help="rules file (default: shipped)")
+    exp.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if DIR differs from a fresh export (for CI)",
+    )
+    chk = g_sub.add_parser(
+        "check",
+        help="run every dashboard query and replay the alert rules against a data folder",
+        description="Run every panel, variable and annotation query against the data folder's "
+        "store (macros expanded as the ClickHouse plugin does) over the stored time range, and "
+        "replay the Grafana alert rules over the stored windows, comparing the alert instances "
+        "they fire with the stream's. Exit 1 on a failed query or a difference.",
+    )
+    chk.add_argument("--data-dir", type=Path, default=None)
+    chk.add_argument("--rules", type=Path, default=None, help="rules file (default: shipped)")
+
+
+def cmd_grafana(args: argparse.Namespace) -> int:
+    from plantwatch.grafana.export import Connection, build, differences, rules_for_grafana, write
+
+    settings = _settings(args)
+    text = settings.rules_file.read_text("utf-8") if settings.rules_file else None
+    rules = rules_for_grafana(text, str(settings.rules_file or "<shipped rules>"))
+    conn = Connection.from_url(
+        settings.store_url, database=settings.database, username=settings.clickhouse_user
+    )
+    st = settings.stream
+    export = build(
+        rules,
+        conn,
+        window_s=st.window_s,
+        out_of_orderness_s=st.out_of_orderness_s,
+        no_data_after_s=st.no_data_after_s,
+    )
+    for sk in export.skipped:
+        print(f"not for Grafana: {sk.rule}: {sk.reason}", file=sys.stderr)
+    if args.action == "export":
+        if args.check:
+            diff = list(differences(export, args.out))
+            for d in diff:
+                print(f"{args.out}/{d}", file=sys.stderr)
+            if diff:
+                print(f"regenerate: plantwatch grafana export --out {args.out}", file=sys.stderr)
+                return 1
+            print(f"{args.out}: up to date ({len(export.files)} files)")
+            return 0
+        for path in write(export, args.out):
+            print(path)
+        return 0
+    from plantwatch.grafana.check import compare_rules, run_queries
+    from plantwatch.store import open_configured
+
+    store = open_configured(settings)
+    try:
+        db = store.database
+        lo, hi = store.query_rows(
+            f"SELECT toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts))"
+            f" FROM {db}.readings"
+        )[0]
+        bad = 0
+        for r in run_queries(store, export.queries, int(lo), int(hi)):
+            bad += not r.ok
+            status = "ok" if r.ok else (r.error or f"columns {r.columns} != {r.query.columns}")
+            print(f"{r.query.dashboard} / {r.query.panel}: {r.rows} rows, {status}")
+        cmp = compare_rules(store, export)
+        print(
+            f"alert rules: Grafana fired {len(cmp.grafana)} instances, the stream "
+            f"{len(cmp.stream)}; {cmp.replay.evaluations} evaluations, {cmp.replay.queries} queries"
+        )
+        for x in sorted(cmp.grafana - cmp.stream):
+            print(f"  only Grafana: {x}")
+        for x in sorted(cmp.stream - cmp.grafana):
+            print(f"  only the stream: {x}")
+        return 1 if bad or not cmp.same else 0
+    finally:
+        store.close()
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
@@ -640,6 +734,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_rules(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "grafana":
+            return cmd_grafana(args)
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

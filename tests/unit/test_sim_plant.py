@@ -129,6 +129,7 @@ def test_lookup_helpers() -> None:
         "machine_id": "L1-FAN-02",
         "machine_type": "motor_fan",
         "line": "L1",
+        "site": "plant-1",
         "name": "Line 1 motor fan 2",
     }
     with pytest.raises(ConfigError, match="L9-PUMP-01"):

@@ -124,6 +124,7 @@ class MachineSpec:
     sensors: tuple[SensorSpec, ...]
     legacy: bool
     rated_current_a: float
+    site: str = "plant-1"
 
     def sensor(self, sensor_id: str) -> SensorSpec:
         for s in self.sensors:
@@ -180,6 +181,7 @@ class Plant:
                 "machine_id": m.machine_id,
                 "machine_type": m.machine_type,
                 "line": m.line,
+                "site": m.site,
                 "name": m.name,
             }
             for m in self.machines

@@ -44,6 +44,7 @@ def register_machines(store: Store, machines: Iterable[Mapping[str, str]]) -> in
                 "machine_id": [r["machine_id"] for r in rows],
                 "machine_type": [r["machine_type"] for r in rows],
                 "line": [r.get("line", "") for r in rows],
+                "site": [r.get("site", "") for r in rows],
                 "name": [r.get("name", r["machine_id"]) for r in rows],
                 "updated_at": pa.array([now] * len(rows), pa.timestamp("ms", tz="UTC")),
             }
@@ -53,12 +54,20 @@ def register_machines(store: Store, machines: Iterable[Mapping[str, str]]) -> in
 
 
 def machine_rows(store: Store) -> list[dict[str, str]]:
-    """The machine registry: machine_id, machine_type, line, name."""
+    """The machine registry: machine_id, machine_type, line, site, name."""
     db = store.database
-    rows = store.query_rows(f"SELECT machine_id, machine_type, line, name FROM {db}.machines FINAL")
+    rows = store.query_rows(
+        f"SELECT machine_id, machine_type, line, site, name FROM {db}.machines FINAL"
+    )
     return [
-        {"machine_id": str(m), "machine_type": str(t), "line": str(li), "name": str(n)}
-        for m, t, li, n in rows
+        {
+            "machine_id": str(m),
+            "machine_type": str(t),
+            "line": str(li),
+            "site": str(si),
+            "name": str(n),
+        }
+        for m, t, li, si, n in rows
     ]
 
 
