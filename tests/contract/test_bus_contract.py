@@ -119,6 +119,19 @@ def test_a_consumer_is_caught_up_only_once_it_has_everything(bus: Bus, topic: st
     assert [m.value for m in drain(c, 1)] == [b"more"]
 
 
+def test_lag_counts_what_the_consumer_has_not_read(bus: Bus, topic: str) -> None:
+    c = bus.subscribe(topic, group())
+    for i in range(5):
+        bus.publish(topic, bytes([i]), key=b"one-key")
+    got = drain(c, 2)
+    end = time.monotonic() + DEADLINE_S
+    while c.lag() != 5 - len(got) and time.monotonic() < end:
+        got += c.poll(1, 0.2)  # Kafka: the partition's end comes with a fetch response
+    assert len(got) < 5 and c.lag() == 5 - len(got)
+    got += drain(c, 5 - len(got))
+    assert c.lag() == 0 and len(got) == 5
+
+
 def test_poll_of_an_empty_topic_returns_nothing(bus: Bus, topic: str) -> None:
     c = bus.subscribe(topic, group())
     assert c.poll(10, 0.05) == []

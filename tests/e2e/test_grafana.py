@@ -37,6 +37,7 @@ TABLES = (
     "alarm_events",
     "dead_letters",
     "notifications",
+    "pipeline_metrics",
 )
 DUMP = """
 import sys, pyarrow.feather as feather

@@ -328,6 +328,18 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     ]
     assert held and held[-1] == {"0", "1", "2"}
     stored_exactly_once(store, recover_sequences(tmp_path / "devices" / "spool"))
+    # each worker sampled its consumer lag through the metrics topic; the sink its own
+    lag = {
+        r["component"]: r
+        for r in query(
+            store,
+            "SELECT component, uniqExact(member) AS members, count() AS samples, "
+            "argMax(lag, ts) AS last FROM plantwatch.pipeline_metrics GROUP BY component",
+        )
+    }
+    assert set(lag) == {"worker", "sink"}
+    assert lag["worker"]["members"] == 2 and lag["worker"]["samples"] >= 4
+    assert lag["sink"]["members"] == 1 and lag["sink"]["samples"] >= 2
 
 
 @pytest.fixture(scope="module")

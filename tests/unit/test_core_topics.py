@@ -14,14 +14,15 @@ def test_topic_names_carry_the_prefix() -> None:
     assert t.alerts == "site7.alerts"
     assert t.dead_letters == "site7.deadletters"
     assert t.machines == "site7.machines"
+    assert t.metrics == "site7.metrics"
     assert Topics().raw == "plantwatch.readings.raw"
 
 
 def test_all_topics_are_distinct() -> None:
     for topics in (Topics(), Topics("a"), Topics("plant.site-7")):
         names = topics.all()
-        assert len(names) == 7
-        assert len(set(names)) == 7
+        assert len(names) == 8
+        assert len(set(names)) == 8
         assert all(n.startswith(f"{topics.prefix}.") for n in names)
         assert set(names) == {
             topics.raw,
@@ -31,5 +32,6 @@ def test_all_topics_are_distinct() -> None:
             topics.alerts,
             topics.dead_letters,
             topics.machines,
+            topics.metrics,
         }
     assert set(Topics("a").all()).isdisjoint(Topics("b").all())

@@ -34,6 +34,10 @@ class Consumer(Protocol):
         """True once everything published to this consumer's topics so far has been handed to
         it (False while it is still joining its group): a stopping stream drains until then."""
 
+    def lag(self) -> int | None:
+        """Messages on this consumer's topics (its partitions) not handed to it yet; None
+        while it cannot tell (no partitions yet). Cheap: no round trip to a broker."""
+
     def close(self) -> None: ...
 
 

@@ -445,6 +445,24 @@ class KafkaConsumer:
             raise translate(exc, f"reading the offsets of {self.group!r}") from exc
         return True
 
+    def lag(self) -> int | None:
+        """From the watermarks of the last fetch responses and this member's positions (where
+        it has read nothing yet: from the partition's start)."""
+        if not self.assigned:
+            return None
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        try:
+            total = 0
+            for pos in self._consumer.position(parts):
+                tp = TopicPartition(pos.topic, pos.partition)
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # nothing fetched from this partition yet
+                total += max(high - max(pos.offset, low, 0), 0)
+        except KafkaException as exc:
+            raise translate(exc, f"reading the positions of {self.group!r}") from exc
+        return total
+
     def close(self) -> None:
         """Leave the group (offsets processed but not committed are committed on revoke)."""
         if not self._closed:

@@ -182,6 +182,9 @@ class MemoryConsumer:
     def caught_up(self) -> bool:
         return self._bus._queued(self.topic, self.group) == 0
 
+    def lag(self) -> int | None:
+        return self._bus._queued(self.topic, self.group)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -214,6 +217,9 @@ class FanInConsumer:
 
     def caught_up(self) -> bool:
         return all(c.caught_up() for c in self._consumers)
+
+    def lag(self) -> int | None:
+        return sum(c._bus._queued(c.topic, c.group) for c in self._consumers)
 
     def commit(self, messages: Sequence[Message]) -> None:
         for topic, consumer in self._by_topic.items():

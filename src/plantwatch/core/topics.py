@@ -40,6 +40,11 @@ class Topics:
         """The machine registry: one JSON record per machine, keyed by machine_id (compacted)."""
         return f"{self.prefix}.machines"
 
+    @property
+    def metrics(self) -> str:
+        """Consumer-lag samples of the stream workers (JSON), for the sink to store."""
+        return f"{self.prefix}.metrics"
+
     def all(self) -> tuple[str, ...]:
         return (
             self.raw,
@@ -49,4 +54,5 @@ class Topics:
             self.alerts,
             self.dead_letters,
             self.machines,
+            self.metrics,
         )

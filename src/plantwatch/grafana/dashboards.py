@@ -282,7 +282,7 @@ ORDER BY ts DESC LIMIT 200""",
         .datasource(DATASOURCE)
         .with_target(Query(by_sev.ref_id, by_sev.sql, by_sev.kind))
         .span(8)
-        .height(5)
+        .height(10)
     )
     b = b.with_panel(
         stat.Panel()
@@ -301,11 +301,11 @@ ORDER BY ts DESC LIMIT 200""",
                 ]
             )
         )
-        .span(8)
-        .height(5)
+        .span(6)
+        .height(8)
     )
-    b = b.with_panel(_ts("Ingest rate (readings/s stored)", rate, unit="short", w=12))
-    b = b.with_panel(_table("Recent alert events", events, w=12))
+    b = b.with_panel(_ts("Ingest rate (readings/s stored)", rate, unit="short", w=18))
+    b = b.with_panel(_table("Recent alert events", events, w=24))
     return b, bd.queries
 
 
@@ -579,6 +579,19 @@ GROUP BY time ORDER BY time""",
         ("time", "p50_s", "p99_s"),
         "timeseries",
     )
+    lag = bd.q(
+        "Consumer lag",
+        """
+SELECT time, series, sum(lag) AS messages FROM (
+  SELECT $__timeInterval(ts) AS time, concat(component, ' ', consumer_group) AS series,
+         member, argMax(lag, ts) AS lag
+  FROM {db}.pipeline_metrics WHERE $__timeFilter(ts)
+  GROUP BY time, series, member
+)
+GROUP BY time, series ORDER BY time""",
+        ("time", "series", "messages"),
+        "timeseries",
+    )
     notes = bd.q(
         "Notification deliveries",
         """
@@ -592,16 +605,21 @@ GROUP BY receiver ORDER BY receiver""",
         bd.uid,
         "Pipeline",
         "The data path itself: readings in and stored, dead letters by reason, store inserts, "
-        "how long a reading takes from its timestamp to the store (it grows when a consumer "
-        "lags), notification deliveries.",
+        "how long a reading takes from its timestamp to the store, consumer lag, notification "
+        "deliveries.",
     )
     b = b.with_panel(_ts("Readings/s received and stored", flow, unit="short"))
     b = b.with_panel(_ts("Dead letters/s by reason", dead, unit="short"))
     b = b.with_panel(_ts("Store inserts/s and rows per insert", inserts, unit="short"))
     b = b.with_panel(
         _ts("Reading to stored delay (p50, p99)", delay, unit="s").description(
-            "From the reading's own timestamp to its insert. A consumer that falls behind "
-            "(Kafka consumer lag) shows here as a growing delay."
+            "From the reading's own timestamp to its insert: grows when a consumer falls behind."
+        )
+    )
+    b = b.with_panel(
+        _ts("Consumer lag (messages not read yet)", lag, unit="short").description(
+            "Per consumer group, summed over its members: the embedded runner's queue, or with "
+            "Kafka the stream workers' and the sink's lag (sampled every 10 s)."
         )
     )
     b = b.with_panel(_table("Notification deliveries", notes))

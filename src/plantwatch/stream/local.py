@@ -28,9 +28,11 @@ from collections.abc import Callable
 
 from plantwatch.bus.base import Bus, Message
 from plantwatch.core.clock import Clock
+from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.topics import Topics
 from plantwatch.store.client import Store
 from plantwatch.stream.batches import decode_messages, gather, run_batch
+from plantwatch.stream.lag import LagSampler, metrics_table
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
 from plantwatch.stream.pipeline import Pipeline
@@ -128,12 +130,19 @@ class LocalRunner:
         self.on_output = on_output
         self._consumer = bus.subscribe(topics.raw, group)
         self._writer = _Writer(self._write_and_commit, write_ahead) if write_ahead > 0 else None
+        self.lag = LagSampler(self._consumer, component="embedded", group=group, clock=clock)
 
     def restore(self) -> Restored:
         return restore_pipeline(self.store, self.pipeline)
 
     def step(self, timeout: float = 0.2) -> int:
         """One micro-batch. Returns the number of readings received (0: nothing arrived)."""
+        sample = self.lag.due()
+        if sample is not None:
+            try:
+                self.store.insert("pipeline_metrics", metrics_table([sample]))
+            except PlantwatchError as exc:  # a metric never stops the stream
+                log.warning("cannot store the consumer lag: %s", exc)
         msgs = gather(
             self._consumer,
             max_rows=self.max_batch_rows,

@@ -32,6 +32,8 @@ from plantwatch.store import queries
 from plantwatch.store.client import Store
 from plantwatch.stream.batches import gather
 from plantwatch.stream.dedupe import Deduper
+from plantwatch.stream.lag import LagSampler, metrics_table
+from plantwatch.stream.lag import decode as lag_decode
 from plantwatch.stream.local import WRITE_ORDER
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import (
@@ -77,7 +79,8 @@ class StoreSink:
             topics.alerts: "alert_events",
             topics.dead_letters: "dead_letters",
         }
-        self.consumer = bus.subscribe([*self.table_of, topics.machines], group)
+        self.consumer = bus.subscribe([*self.table_of, topics.machines, topics.metrics], group)
+        self.lag = LagSampler(self.consumer, component="sink", group=group, clock=clock)
         self.stored = 0
         self.duplicates = 0
 
@@ -94,11 +97,22 @@ class StoreSink:
             max_wait_s=self.max_batch_wait_s,
             timeout=timeout,
         )
-        if not msgs:
+        own = self.lag.due()
+        if not msgs and own is None:
             return 0
         by_table: dict[str, list[Message]] = defaultdict(list)
         for m in msgs:
-            by_table[self.table_of.get(m.topic, "")].append(m)
+            if m.topic == self.topics.metrics:
+                by_table["pipeline_metrics"].append(m)
+            else:
+                by_table[self.table_of.get(m.topic, "")].append(m)
+        samples = lag_decode(m.value for m in by_table["pipeline_metrics"])
+        if own is not None:
+            samples.append(own)
+        if samples:
+            self.store.insert("pipeline_metrics", metrics_table(samples))
+        if not msgs:
+            return 0
         tables = {
             "readings_ingest": self._tables(by_table["readings_ingest"], READINGS_INGEST_SCHEMA),
             "features": self._tables(by_table["features"], FEATURES_SCHEMA),

@@ -30,8 +30,11 @@ from plantwatch.bus.base import Bus, Message
 from plantwatch.core.clock import Clock
 from plantwatch.core.codec import Reject, encode_table
 from plantwatch.core.deadletter import Reason
+from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.topics import Topics
 from plantwatch.stream.batches import decode_messages, gather, run_batch
+from plantwatch.stream.lag import LagSampler
+from plantwatch.stream.lag import encode as lag_encode
 from plantwatch.stream.local import alert_json
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
@@ -89,6 +92,7 @@ class StreamWorker:
         self.metrics = metrics or RunMetrics()
         self.delivery_timeout_s = delivery_timeout_s
         self.consumer = bus.subscribe(topics.raw, group)
+        self.lag = LagSampler(self.consumer, component="worker", group=group, clock=clock)
         # every worker reads the whole machine registry (its own group, from the beginning)
         self.directory = bus.subscribe(topics.machines, f"{group}-directory-{uuid.uuid4().hex[:8]}")
         self._read_directory(timeout=2.0)
@@ -116,6 +120,12 @@ class StreamWorker:
     def step(self, timeout: float = 0.2) -> int:
         """One micro-batch; returns the readings received (0: nothing arrived)."""
         self._read_directory(timeout=0)
+        sample = self.lag.due()
+        if sample is not None:  # best effort: a metric never holds the stream back
+            try:
+                self.bus.publish(self.topics.metrics, lag_encode(sample), timeout=0.0)
+            except PlantwatchError as exc:
+                log.warning("worker: cannot publish the consumer lag: %s", exc)
         msgs = gather(
             self.consumer,
             max_rows=self.max_batch_rows,

@@ -86,6 +86,24 @@ def test_dashboards_load_back_into_the_sdk_models_without_loss() -> None:
                 assert isinstance(target, ClickHouseQuery), (name, panel)
 
 
+def test_panels_fit_the_24_column_grid_without_overlapping() -> None:
+    export = build(rules_for_grafana(None), Connection())
+    for name, text in export.files.items():
+        if not name.endswith(".json"):
+            continue
+        cells: set[tuple[int, int]] = set()
+        for p in json.loads(text)["panels"]:
+            g = p["gridPos"]
+            assert g["x"] + g["w"] <= 24, (name, p["title"])
+            mine = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not mine & cells, (name, p["title"])
+            cells |= mine
+
+
 def test_every_panel_query_is_in_a_dashboard_and_names_its_columns() -> None:
     export = build(rules_for_grafana(None), Connection(database="plantdb"))
     sql_in_files = "\n".join(export.files.values())
