@@ -323,10 +323,11 @@ def cmd_grafana(args: argparse.Namespace) -> int:
             print(path)
         return 0
     from plantwatch.grafana.check import compare_rules, run_queries
-    from plantwatch.store import open_configured
+    from plantwatch.store import migrate, open_configured
 
     store = open_configured(settings)
     try:
+        migrate(store)  # the dashboards read the current schema (as every command, applied once)
         db = store.database
         lo, hi = store.query_rows(
             f"SELECT toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts))"

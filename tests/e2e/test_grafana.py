@@ -9,6 +9,7 @@ per process).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -16,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
 from plantwatch.alert.rulefile import default_rules_path
 from plantwatch.grafana.check import compare_rules, run_queries, stream_fired
 from plantwatch.grafana.export import Connection, build, rules_for_grafana
+from plantwatch.grafana.macros import QueryContext, expand
 from plantwatch.store import ClickHouseStore, migrate
 
 from plantwatch_cli import plantwatch
@@ -51,17 +54,21 @@ store.close()
 
 
 @pytest.fixture(scope="module")
-def plant_db(
-    tmp_path_factory: pytest.TempPathFactory, chdb_engine: ClickHouseStore
-) -> Iterator[ClickHouseStore]:
-    """Twenty simulated minutes of 10 machines (faults of every kind), in a database of ours."""
-    base = tmp_path_factory.mktemp("grafana")
-    data, dump = base / "data", base / "dump"
-    dump.mkdir()
+def plant_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty simulated minutes of 10 machines (faults of every kind): the data folder."""
+    data = tmp_path_factory.mktemp("grafana") / "data"
     plantwatch(
         "run", "--no-live", "--machines", "10", "--duration", "1200", "--speed", "max",
         "--seed", "7", "--data-dir", str(data),
     )  # fmt: skip
+    return data
+
+
+@pytest.fixture(scope="module")
+def plant_db(plant_run: Path, chdb_engine: ClickHouseStore) -> Iterator[ClickHouseStore]:
+    """The run's tables in a database of ours."""
+    data, dump = plant_run, plant_run.parent / "dump"
+    dump.mkdir()
     subprocess.run(
         [sys.executable, "-c", DUMP, str(data), str(dump), *TABLES], check=True, timeout=300
     )
@@ -79,6 +86,7 @@ def _export(db: ClickHouseStore, rules_text: str | None = None) -> Any:
 
 
 def _count(db: ClickHouseStore, sql: str) -> int:
+    """The first value of a one-row query (``{db}``: the test's database)."""
     return int(db.query_rows(sql.replace("{db}", db.database))[0][0])
 
 
@@ -128,11 +136,7 @@ def test_every_dashboard_query_runs_and_returns_its_columns(plant_db: ClickHouse
 
 def test_silent_sensors_show_when_the_range_runs_past_the_data(plant_db: ClickHouseStore) -> None:
     export = _export(plant_db)
-    hi = int(
-        plant_db.query_rows(
-            f"SELECT toUnixTimestamp64Milli(max(ts)) FROM {plant_db.database}.readings"
-        )[0][0]
-    )
+    hi = _count(plant_db, "SELECT toUnixTimestamp64Milli(max(ts)) FROM {db}.readings")
     silent = [
         r
         for r in run_queries(plant_db, export.queries, hi - 3_600_000, hi + 300_000)
@@ -149,7 +153,7 @@ def test_grafana_rules_fire_on_the_same_instances_as_the_stream(
     only_g, only_s = sorted(cmp.grafana - cmp.stream), sorted(cmp.stream - cmp.grafana)
     assert not only_g and not only_s, f"only Grafana: {only_g}\nonly the stream: {only_s}"
     rules = {r for r, _, _ in cmp.stream}
-    # thresholds above and below, a rate, a detector's score and all three sensor-health checks
+    # a threshold, a rate, a detector's score and all three sensor-health checks
     assert {
         "vibration_zone",
         "temperature_rising_fast",
@@ -161,6 +165,24 @@ def test_grafana_rules_fire_on_the_same_instances_as_the_stream(
     assert len(cmp.stream) >= 8
 
 
+def test_every_alert_rule_query_returns_labels_and_one_value(plant_db: ClickHouseStore) -> None:
+    export = _export(plant_db)
+    hi = _count(plant_db, "SELECT toUnixTimestamp64Milli(max(window_end)) FROM {db}.features")
+    labels = ("machine_id", "sensor_id", "kind", "machine_type", "line", "site", "unit")
+    answered = set()
+    for cr in export.compiled:
+        # evaluated when the last stored window is due: its end + the rule's delay
+        t = hi + cr.range_s[1] * 1000
+        sql = expand(cr.sql, QueryContext(t - cr.range_s[0] * 1000, t - cr.range_s[1] * 1000))
+        table = plant_db.query_arrow(sql, read_only=True)
+        assert tuple(table.column_names) == (*labels, "value"), cr.title
+        assert pa.types.is_floating(table.schema.field("value").type), cr.title
+        if table.num_rows:
+            answered.add(cr.rule)
+    # every rule but the anomaly score (only flagged windows) sees the last window's sensors
+    assert answered >= {cr.rule for cr in export.compiled} - {"baseline_deviation"}
+
+
 def test_the_comparison_sees_a_rule_that_differs(plant_db: ClickHouseStore) -> None:
     # Grafana compiled from a rules file whose vibration limit is far above the stream's
     text = default_rules_path().read_text("utf-8")
@@ -170,6 +192,17 @@ def test_the_comparison_sees_a_rule_that_differs(plant_db: ClickHouseStore) -> N
     missing = cmp.stream - cmp.grafana
     assert missing and {r for r, _, _ in missing} == {"vibration_zone"}
     assert stream_fired(plant_db) == cmp.stream
+
+
+def test_cli_check_runs_every_query_and_replays_the_rules(plant_run: Path) -> None:
+    proc = plantwatch("grafana", "check", "--data-dir", str(plant_run))
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("plantwatch-pipeline / Consumer lag: ") for line in lines)
+    assert not [line for line in lines if " rows, " in line and not line.endswith(", ok")]
+    summary = next(line for line in lines if line.startswith("alert rules:"))
+    fired = re.search(r"Grafana fired (\d+) instances, the stream (\d+)", summary)
+    assert fired and fired.group(1) == fired.group(2) and int(fired.group(1)) >= 8
+    assert "only" not in proc.stdout
 
 
 def test_cli_export_then_check_is_up_to_date(tmp_path: Path) -> None:

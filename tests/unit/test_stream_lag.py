@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from plantwatch.bus.errors import BusUnavailableError
 from plantwatch.bus.memory import MemoryBus
 from plantwatch.core.clock import SimulatedClock
 from plantwatch.stream.lag import LagSampler, decode, encode, metrics_table
@@ -44,7 +45,7 @@ def test_a_consumer_that_cannot_tell_gives_no_sample(caplog: pytest.LogCaptureFi
 
     class Broken:
         def lag(self) -> int | None:
-            raise RuntimeError("broker gone")
+            raise BusUnavailableError("broker gone")
 
     clock = SimulatedClock(0, None)
     assert LagSampler(Joining(), component="w", group="g", clock=clock).due() is None  # type: ignore[arg-type]

@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 
 from plantwatch.grafana.export import Export
-from plantwatch.grafana.macros import QueryContext, expand, interval_for
+from plantwatch.grafana.macros import MacroError, QueryContext, expand, interval_for
 from plantwatch.grafana.model import PanelQuery
 from plantwatch.grafana.replay import Replay, replay
 from plantwatch.store.client import ClickHouseStore
+from plantwatch.store.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def _run(
     c = QueryContext(ctx.from_ms, ctx.to_ms, ctx.interval_ms, variables)
     try:
         table = store.query_arrow(expand(q.sql, c), read_only=True)
-    except Exception as exc:
+    except (MacroError, StoreError) as exc:  # reported per query
         return QueryResult(q, dict(variables), (), 0, f"{type(exc).__name__}: {exc}"), []
     rows = [tuple(r.values()) for r in table.to_pylist()]
     return QueryResult(q, dict(variables), tuple(table.column_names), table.num_rows), rows

@@ -128,6 +128,8 @@ def _variables(
             .multi(multi)
             .include_all(multi)
         )
+        if multi:  # everything selected until someone narrows it (a repeat shows every kind)
+            v = v.current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
         if name == "kind":
             v = v.hide(dm.VariableHide.HIDE_VARIABLE)
         b = b.with_variable(v)

@@ -46,6 +46,9 @@ def _holds(evaluator: Mapping[str, Any], x: float) -> bool:
     raise ValueError(f"threshold evaluator {kind!r} is not supported")
 
 
+_Labels = tuple[tuple[str, str], ...]
+
+
 @dataclass
 class _Instance:
     state: str = "normal"
@@ -69,11 +72,11 @@ def replay(store: _Store, rule_file: Mapping[str, Any], *, start_ms: int, end_ms
     for group in rule_file["groups"]:
         step = int(seconds(group["interval"]) * 1000)
         first = -(-start_ms // step) * step
-        states: dict[tuple[str, tuple[tuple[str, str], ...]], _Instance] = {}
+        states: dict[str, dict[_Labels, _Instance]] = {r["uid"]: {} for r in group["rules"]}
         for t in range(first, end_ms + 1, step):
             cache: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
             for rule in group["rules"]:
-                _evaluate(store, rule, t, states, cache, out)
+                _evaluate(store, rule, t, states[rule["uid"]], cache, out)
             out.evaluations += 1
     return out
 
@@ -82,7 +85,7 @@ def _evaluate(
     store: _Store,
     rule: Mapping[str, Any],
     t: int,
-    states: dict[tuple[str, tuple[tuple[str, str], ...]], _Instance],
+    states: dict[_Labels, _Instance],
     cache: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
     out: Replay,
 ) -> None:
@@ -104,9 +107,8 @@ def _evaluate(
         labels = tuple(
             (c, str(v)) for i, (c, v) in enumerate(zip(cols, row, strict=True)) if i != vi
         )
-        key = (rule["uid"], labels)
-        seen.add(key)
-        inst = states.setdefault(key, _Instance())
+        seen.add(labels)
+        inst = states.setdefault(labels, _Instance())
         x = float(row[vi]) if row[vi] is not None else math.nan
         firing = inst.state in ("alerting", "recovering")
         if firing and "unloadEvaluator" in condition:
@@ -114,9 +116,9 @@ def _evaluate(
         else:
             holds = _holds(condition["evaluator"], x)
         _step(rule, labels, inst, holds, t, for_ms, keep_ms, out)
-    for key, inst in states.items():
-        if key[0] == rule["uid"] and key not in seen and inst.state != "normal":
-            _step(rule, key[1], inst, False, t, for_ms, keep_ms, out)
+    for labels, inst in states.items():
+        if inst.state != "normal" and labels not in seen:
+            _step(rule, labels, inst, False, t, for_ms, keep_ms, out)
 
 
 def _step(

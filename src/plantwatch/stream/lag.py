@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from plantwatch.bus.base import Consumer
 from plantwatch.core.clock import Clock
+from plantwatch.core.errors import PlantwatchError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class LagSampler:
         self._next = now + self.interval_s
         try:
             lag = self.consumer.lag()
-        except Exception as exc:
+        except PlantwatchError as exc:  # a metric never stops the stream
             log.warning("%s: cannot read the consumer lag: %s", self.group, exc)
             return None
         if lag is None:

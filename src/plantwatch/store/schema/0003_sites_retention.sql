@@ -18,17 +18,3 @@ ALTER TABLE {db}.alert_events MODIFY TTL toDateTime(emitted_at) + INTERVAL 2 YEA
 ALTER TABLE {db}.alarm_events MODIFY TTL toDateTime(created_at) + INTERVAL 2 YEAR;
 ALTER TABLE {db}.dead_letters MODIFY TTL toDateTime(received_at) + INTERVAL 30 DAY;
 ALTER TABLE {db}.notifications MODIFY TTL toDateTime(ts) + INTERVAL 1 YEAR;
-
--- Consumer lag samples of the stream's consumers (stream/lag.py), for the Pipeline dashboard.
-CREATE TABLE IF NOT EXISTS {db}.pipeline_metrics
-(
-    ts             DateTime64(3, 'UTC'),
-    component      LowCardinality(String),  -- embedded | worker | sink
-    consumer_group LowCardinality(String),
-    member         LowCardinality(String),  -- host:pid
-    lag            UInt64                   -- messages not read yet
-)
-ENGINE = MergeTree
-PARTITION BY toYYYYMM(ts)
-ORDER BY (consumer_group, ts)
-TTL toDateTime(ts) + INTERVAL 30 DAY;
