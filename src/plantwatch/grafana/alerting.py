@@ -447,7 +447,11 @@ def contact_points(n: NotificationConfig) -> tuple[dict[str, Any], list[Skipped]
         cp = _contact(rc)
         if cp is None:
             skipped.append(
-                Skipped(rc.name, f"receiver kind {rc.kind!r} has no Grafana contact point")
+                Skipped(
+                    rc.name,
+                    f"receiver kind {rc.kind!r} has no Grafana contact point; "
+                    "alerts routed to it go to plantwatch-default",
+                )
             )
         else:
             points.append(cp)
