@@ -390,7 +390,7 @@ GROUP BY sensor, kind ORDER BY kind, sensor""",
         """
 SELECT created_at AS time, if(status = 'CLEARED', cleared_at, $__toTime) AS timeEnd,
        concat(severity, ' ', rule, ' on ', sensor_id, ': ', message) AS text,
-       [severity, rule] AS tags
+       concat(severity, ',', rule) AS tags
 FROM {db}.alarms
 WHERE machine_id = '${machine}' AND created_at <= $__toTime
   AND (status = 'ACTIVE' OR cleared_at >= $__fromTime)""",
