@@ -59,3 +59,14 @@ def test_samples_travel_as_json_and_bad_ones_are_dropped() -> None:
     assert rows == [row]
     t = metrics_table(rows)
     assert t.column("lag").to_pylist() == [7] and t.num_rows == 1
+
+
+def test_a_consumer_of_several_topics_lags_by_their_sum() -> None:
+    bus = MemoryBus()
+    c = bus.subscribe(["a", "b"], "g")
+    for topic, n in (("a", 2), ("b", 3)):
+        for i in range(n):
+            bus.publish(topic, bytes([i]))
+    assert c.lag() == 5
+    got = c.poll(4, 0.0)
+    assert c.lag() == 5 - len(got) == 1

@@ -14,14 +14,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from plantwatch.core.settings import KafkaSettings, Settings
+
+if TYPE_CHECKING:
+    from plantwatch.store import ClickHouseStore
 
 log = logging.getLogger("plantwatch.bench")
 
@@ -209,6 +213,24 @@ def plant_run(p: dict[str, Any]) -> dict[str, Any]:
 # -- the ceiling and the reference, on the rows the plant stored ----------------------------------
 
 
+@contextmanager
+def fresh_store() -> Iterator[ClickHouseStore]:
+    """A migrated chDB store in a temporary folder, removed afterwards."""
+    from plantwatch.store import migrate, open_store
+
+    with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
+        store = open_store(f"chdb://{tmp}/clickhouse")
+        try:
+            migrate(store)
+            yield store
+        finally:
+            store.close()
+
+
+def stored_readings(store: ClickHouseStore) -> int:
+    return int(store.query_rows(f"SELECT count() FROM {store.database}.readings")[0][0])
+
+
 def _recorded(folder: Path, table: str) -> pa.Table | None:
     files = sorted((folder / table).glob("*.arrow"))
     if not files:
@@ -219,30 +241,24 @@ def _recorded(folder: Path, table: str) -> pa.Table | None:
 
 def ceiling(p: dict[str, Any]) -> dict[str, Any]:
     """chDB ingesting the recorded tables straight from Arrow, in large inserts."""
-    from plantwatch.store import migrate, open_store
     from plantwatch.stream.local import WRITE_ORDER
 
     folder, chunk = Path(p["record_dir"]), int(p.get("insert_rows", 1_000_000))
     tables = {t: _recorded(folder, t) for t in WRITE_ORDER}
-    with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
-        store = open_store(f"chdb://{tmp}/clickhouse")
-        try:
-            migrate(store)
-            seconds: dict[str, float] = {}
-            cpu0 = time.process_time()
-            t0 = time.perf_counter()
-            for name, t in tables.items():
-                if t is None:
-                    continue
-                s0 = time.perf_counter()
-                for i in range(0, t.num_rows, chunk):
-                    store.insert(name, t.slice(i, chunk))
-                seconds[name] = time.perf_counter() - s0
-            total = time.perf_counter() - t0
-            cpu = time.process_time() - cpu0
-            stored = store.query_rows(f"SELECT count() FROM {store.database}.readings")[0][0]
-        finally:
-            store.close()
+    with fresh_store() as store:
+        seconds: dict[str, float] = {}
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        for name, t in tables.items():
+            if t is None:
+                continue
+            s0 = time.perf_counter()
+            for i in range(0, t.num_rows, chunk):
+                store.insert(name, t.slice(i, chunk))
+            seconds[name] = time.perf_counter() - s0
+        total = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        stored = stored_readings(store)
     readings = tables["readings_ingest"]
     n = 0 if readings is None else readings.num_rows
     return {
@@ -260,22 +276,16 @@ def ceiling(p: dict[str, Any]) -> dict[str, Any]:
 def reference(p: dict[str, Any]) -> dict[str, Any]:
     """The seed-style path over the first ``limit`` recorded readings."""
     from plantwatch.bench.reference import device_records, run_reference
-    from plantwatch.store import migrate, open_store
 
     readings = _recorded(Path(p["record_dir"]), "readings_ingest")
     if readings is None:
         raise SystemExit("no recorded readings: run the embedded measurement first")
     records = device_records(readings, p.get("limit"))
-    with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
-        store = open_store(f"chdb://{tmp}/clickhouse")
-        try:
-            migrate(store)
-            cpu0 = time.process_time()
-            r = run_reference(store, records, "readings_ingest")
-            cpu = time.process_time() - cpu0
-            stored = store.query_rows(f"SELECT count() FROM {store.database}.readings")[0][0]
-        finally:
-            store.close()
+    with fresh_store() as store:
+        cpu0 = time.process_time()
+        r = run_reference(store, records, "readings_ingest")
+        cpu = time.process_time() - cpu0
+        stored = stored_readings(store)
     return {
         **{k: v for k, v in r.items() if k != "seconds"},
         "seconds": round(r["seconds"], 3),
@@ -291,7 +301,6 @@ def reference(p: dict[str, Any]) -> dict[str, Any]:
 def batch_sizes(p: dict[str, Any]) -> dict[str, Any]:
     """Pipeline + chDB insert of one simulated table in batches of each size: readings/s."""
     from plantwatch.sim import Simulator, build_plant
-    from plantwatch.store import migrate, open_store
     from plantwatch.stream import Pipeline
     from plantwatch.stream.local import write_output
 
@@ -305,17 +314,12 @@ def batch_sizes(p: dict[str, Any]) -> dict[str, Any]:
     now = int((start + sim_s) * 1000) + 1000
     points = []
     for size in p["sizes"]:
-        with tempfile.TemporaryDirectory(prefix="plantwatch-bench-") as tmp:
-            store = open_store(f"chdb://{tmp}/clickhouse")
-            try:
-                migrate(store)
-                pipeline = Pipeline(machine_types=types)
-                t0 = time.perf_counter()
-                for i in range(0, table.num_rows, size):
-                    write_output(store, pipeline.process(table.slice(i, size), now_ms=now))
-                seconds = time.perf_counter() - t0
-            finally:
-                store.close()
+        with fresh_store() as store:
+            pipeline = Pipeline(machine_types=types)
+            t0 = time.perf_counter()
+            for i in range(0, table.num_rows, size):
+                write_output(store, pipeline.process(table.slice(i, size), now_ms=now))
+            seconds = time.perf_counter() - t0
         points.append({"batch_rows": size, "readings_per_s": round(table.num_rows / seconds)})
     best = max(pt["readings_per_s"] for pt in points)
     saturates = next(pt["batch_rows"] for pt in points if pt["readings_per_s"] >= 0.9 * best)

@@ -25,6 +25,7 @@ from plantwatch.core.kinds import KINDS, SensorKind
 from plantwatch.core.units import conversion
 from plantwatch.detect.limits import DEFAULT_LIMITS
 from plantwatch.store.client import Store
+from plantwatch.store.queries import sql_string
 
 INSERT_ROWS = 500  # the seed's batch
 
@@ -42,10 +43,6 @@ def device_records(readings: pa.Table, limit: int | None = None) -> list[tuple[A
         for n in ("machine_id", "machine_type", "sensor_id", "kind", "seq", "raw_value", "raw_unit")
     ]
     return list(zip(*cols[:4], ts_ms(t).tolist(), *cols[4:], strict=True))
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _ts_sql(ms: int) -> str:
@@ -118,10 +115,11 @@ def run_reference(store: Store, records: Iterable[tuple[Any, ...]], table: str) 
         if limit is not None and not (limit.warn_low <= canon <= limit.warn_high):
             counts["limit_breaches"] += 1
         now = int(time.time() * 1000)
+        q = sql_string
         rows.append(
-            f"({_quote(key[0])}, {_quote(r['machine_type'])}, {_quote(key[1])}, "
-            f"{_quote(k.value)}, {_ts_sql(int(r['ts']))}, {key[2]}, {v!r}, {_quote(r['unit'])}, "
-            f"{canon!r}, {_quote(spec.unit)}, {_quote(quality)}, {score!r}, 0, 1, {_ts_sql(now)})"
+            f"({q(key[0])}, {q(r['machine_type'])}, {q(key[1])}, {q(k.value)}, "
+            f"{_ts_sql(int(r['ts']))}, {key[2]}, {v!r}, {q(r['unit'])}, {canon!r}, "
+            f"{q(spec.unit)}, {q(quality)}, {score!r}, 0, 1, {_ts_sql(now)})"
         )
         if len(rows) == INSERT_ROWS:
             store.command(

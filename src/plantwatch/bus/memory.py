@@ -219,7 +219,7 @@ class FanInConsumer:
         return all(c.caught_up() for c in self._consumers)
 
     def lag(self) -> int | None:
-        return sum(c._bus._queued(c.topic, c.group) for c in self._consumers)
+        return sum(c.lag() or 0 for c in self._consumers)
 
     def commit(self, messages: Sequence[Message]) -> None:
         for topic, consumer in self._by_topic.items():

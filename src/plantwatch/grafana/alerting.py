@@ -40,6 +40,7 @@ from plantwatch.alert.notify.config import NotificationConfig, ReceiverConfig, R
 from plantwatch.alert.rules import Health, Level, Rule, Selector, Threshold
 from plantwatch.core.kinds import KIND_NAMES, KINDS, SensorKind
 from plantwatch.grafana.model import DATASOURCE_UID, FORMATS, PLUGIN, PLUGIN_VERSION
+from plantwatch.store.queries import sql_string
 
 FOLDER = "plantwatch"
 GROUP = "plantwatch"
@@ -82,20 +83,16 @@ def _glob_regex(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-def _quote(v: str) -> str:
-    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _any_of(column: str, patterns: tuple[str, ...]) -> str:
     parts = []
     plain = [p for p in patterns if not any(c in p for c in "*?[")]
     if plain:
-        parts.append(f"{column} IN ({', '.join(_quote(p) for p in plain)})")
+        parts.append(f"{column} IN ({', '.join(sql_string(p) for p in plain)})")
     for p in patterns:
         if p not in plain:
             if "[" in p:
                 raise CompileError(f"glob {p!r}: character classes are not compiled")
-            parts.append(f"match({column}, {_quote(_glob_regex(p))})")
+            parts.append(f"match({column}, {sql_string(_glob_regex(p))})")
     return "(" + " OR ".join(parts) + ")"
 
 
@@ -118,28 +115,23 @@ def _selector(sel: Selector, t: str) -> list[str]:
     return where
 
 
-_UNIT = (
-    "transform({t}.kind, ["
-    + ", ".join(_quote(k) for k in KIND_NAMES)
-    + "], ["
-    + ", ".join(_quote(KINDS[SensorKind(k)].unit) for k in KIND_NAMES)
-    + "], '')"
-)
-_LOW = "transform(r.kind, [{k}], [{v}], nan)".format(
-    k=", ".join(_quote(k) for k in KIND_NAMES),
-    v=", ".join(repr(KINDS[SensorKind(k)].low) for k in KIND_NAMES),
-)
-_HIGH = "transform(r.kind, [{k}], [{v}], nan)".format(
-    k=", ".join(_quote(k) for k in KIND_NAMES),
-    v=", ".join(repr(KINDS[SensorKind(k)].high) for k in KIND_NAMES),
-)
+def _by_kind(column: str, values: Sequence[object], default: str) -> str:
+    """A per-kind constant (``values`` in the order of ``KIND_NAMES``) as SQL."""
+    kinds = ", ".join(sql_string(k) for k in KIND_NAMES)
+    vals = ", ".join(sql_string(v) if isinstance(v, str) else repr(v) for v in values)
+    return f"transform({column}, [{kinds}], [{vals}], {default})"
+
+
+_SPECS = [KINDS[SensorKind(k)] for k in KIND_NAMES]
+_LOW = _by_kind("r.kind", [k.low for k in _SPECS], "nan")
+_HIGH = _by_kind("r.kind", [k.high for k in _SPECS], "nan")
 
 
 def _query(db: str, t: str, table: str, value: str, where: list[str], *, group: bool) -> str:
     labels = (
         f"{t}.machine_id AS machine_id, {t}.sensor_id AS sensor_id, {t}.kind AS kind, "
         f"m.machine_type AS machine_type, m.line AS line, m.site AS site, "
-        f"{_UNIT.format(t=t)} AS unit"
+        f"{_by_kind(f'{t}.kind', [k.unit for k in _SPECS], sql_string(''))} AS unit"
     )
     final = " FINAL" if table in ("features",) else ""
     sql = (
@@ -270,7 +262,7 @@ def _compile(r: Rule, db: str, w: int, d: int) -> list[CompiledRule]:
         where = [
             "a.ts > $__fromTime_ms",
             "a.ts <= $__toTime_ms",
-            f"a.detector = {_quote(c.detector)}",
+            f"a.detector = {sql_string(c.detector)}",
             *_selector(r.select, "a"),
         ]
         sql = _query(db, "a", "anomalies", v, where, group=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from plantwatch.grafana.export import Export
@@ -47,9 +47,9 @@ def run_queries(
         for q in qs:
             if not q.panel.startswith("variable: "):
                 continue
-            res = _run(store, q, ctx, variables)
-            out.append(res[0])
-            values = [str(r[0]) for r in res[1]]
+            res, table = _run(store, q, ctx, variables)
+            out.append(res)
+            values = [str(v) for v in table.column(0).to_pylist()] if table else []
             variables[q.ref_id] = values[:1] if single and q.ref_id == "machine" else values
         for q in qs:
             if q.panel.startswith("variable: "):
@@ -66,14 +66,13 @@ def run_queries(
 
 def _run(
     store: ClickHouseStore, q: PanelQuery, ctx: QueryContext, variables: Mapping[str, list[str]]
-) -> tuple[QueryResult, list[tuple[Any, ...]]]:
+) -> tuple[QueryResult, pa.Table | None]:
     c = QueryContext(ctx.from_ms, ctx.to_ms, ctx.interval_ms, variables)
     try:
         table = store.query_arrow(expand(q.sql, c), read_only=True)
     except (MacroError, StoreError) as exc:  # reported per query
-        return QueryResult(q, dict(variables), (), 0, f"{type(exc).__name__}: {exc}"), []
-    rows = [tuple(r.values()) for r in table.to_pylist()]
-    return QueryResult(q, dict(variables), tuple(table.column_names), table.num_rows), rows
+        return QueryResult(q, dict(variables), (), 0, f"{type(exc).__name__}: {exc}"), None
+    return QueryResult(q, dict(variables), tuple(table.column_names), table.num_rows), table
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, stat, table, timeseries
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
@@ -192,25 +191,37 @@ class _Board:
         return pq
 
 
+def _tiered(where: str, group: str, raw: str, rollup: str, *, raw_time: str = "ts") -> str:
+    """One SELECT per resolution, joined by UNION ALL: raw readings (time column ``raw_time``)
+    up to :data:`RAW_MAX_S` of range, the 1-minute rollup up to :data:`MINUTE_MAX_S`, the
+    1-hour rollup beyond. Only the branch whose range condition holds reads anything. ``raw``
+    and ``rollup`` are the select lists after ``time`` (``{bucket}`` in ``rollup``: the
+    rollup's step in seconds); ``where`` and ``group`` apply to every branch."""
+    branches = []
+    for source, col, span, bucket in (
+        ("readings", raw_time, RAW, 1),
+        ("readings_1m", "minute", MINUTE, 60),
+        ("readings_1h", "hour", HOUR, 3600),
+    ):
+        select = raw if bucket == 1 else rollup.format(bucket=bucket)
+        branches.append(
+            f"  SELECT $__timeInterval({col}) AS time, {select}\n"
+            f"  FROM {{db}}.{source}\n"
+            f"  WHERE $__timeFilter({col}) AND {where} AND {span}\n"
+            f"  GROUP BY {group}"
+        )
+    return "\n  UNION ALL\n".join(branches)
+
+
 def _stored_rate_sql() -> str:
-    return f"""
-SELECT time, readings_per_s FROM (
-  SELECT $__timeInterval(ingested_at) AS time, count() / $__interval_s AS readings_per_s
-  FROM {{db}}.readings
-  WHERE $__timeFilter(ingested_at) AND {MACHINES} AND {RAW}
-  GROUP BY time
-  UNION ALL
-  SELECT $__timeInterval(minute) AS time, sum(count) / greatest($__interval_s, 60) AS readings_per_s
-  FROM {{db}}.readings_1m
-  WHERE $__timeFilter(minute) AND {MACHINES} AND {MINUTE}
-  GROUP BY time
-  UNION ALL
-  SELECT $__timeInterval(hour) AS time, sum(count) / greatest($__interval_s, 3600) AS readings_per_s
-  FROM {{db}}.readings_1h
-  WHERE $__timeFilter(hour) AND {MACHINES} AND {HOUR}
-  GROUP BY time
-)
-ORDER BY time"""
+    tiers = _tiered(
+        MACHINES,
+        "time",
+        "count() / $__interval_s AS readings_per_s",
+        "sum(count) / greatest($__interval_s, {bucket}) AS readings_per_s",
+        raw_time="ingested_at",
+    )
+    return f"SELECT time, readings_per_s FROM (\n{tiers}\n)\nORDER BY time"
 
 
 def overview(db: str) -> tuple[dashboard.Dashboard, list[PanelQuery]]:
@@ -313,43 +324,22 @@ ORDER BY ts DESC LIMIT 200""",
 
 def machine_detail(db: str, rules: Sequence[Rule]) -> tuple[dashboard.Dashboard, list[PanelQuery]]:
     bd = _Board(UIDS["machine"], db)
-    sel = "machine_id = '${machine}' AND kind = '${kind}'"
+    # each sensor's mean (good readings) and its anomaly score, from one scan per resolution
+    tiers = _tiered(
+        "machine_id = '${machine}' AND kind = '${kind}'",
+        "time, sensor_id",
+        "sensor_id, avgIf(value, quality != 'bad') AS v, toFloat64(max(anomaly_score)) AS sc",
+        "sensor_id, sum(sum) / sum(count) AS v, toFloat64(max(anomaly_score_max)) AS sc",
+    )
     series = bd.q(
         "${kind}",
         f"""
 SELECT time, series, value FROM (
-  SELECT $__timeInterval(ts) AS time, sensor_id AS series, avg(value) AS value
-  FROM {{db}}.readings
-  WHERE $__timeFilter(ts) AND {sel} AND quality != 'bad' AND {RAW}
-  GROUP BY time, series
-  UNION ALL
-  SELECT $__timeInterval(ts) AS time, concat(sensor_id, ' score') AS series,
-         toFloat64(max(anomaly_score)) AS value
-  FROM {{db}}.readings
-  WHERE $__timeFilter(ts) AND {sel} AND {RAW}
-  GROUP BY time, series
-  UNION ALL
-  SELECT $__timeInterval(minute) AS time, sensor_id AS series, sum(sum) / sum(count) AS value
-  FROM {{db}}.readings_1m
-  WHERE $__timeFilter(minute) AND {sel} AND {MINUTE}
-  GROUP BY time, series
-  UNION ALL
-  SELECT $__timeInterval(minute) AS time, concat(sensor_id, ' score') AS series,
-         toFloat64(max(anomaly_score_max)) AS value
-  FROM {{db}}.readings_1m
-  WHERE $__timeFilter(minute) AND {sel} AND {MINUTE}
-  GROUP BY time, series
-  UNION ALL
-  SELECT $__timeInterval(hour) AS time, sensor_id AS series, sum(sum) / sum(count) AS value
-  FROM {{db}}.readings_1h
-  WHERE $__timeFilter(hour) AND {sel} AND {HOUR}
-  GROUP BY time, series
-  UNION ALL
-  SELECT $__timeInterval(hour) AS time, concat(sensor_id, ' score') AS series,
-         toFloat64(max(anomaly_score_max)) AS value
-  FROM {{db}}.readings_1h
-  WHERE $__timeFilter(hour) AND {sel} AND {HOUR}
-  GROUP BY time, series
+  SELECT time, s.1 AS series, s.2 AS value FROM (
+{tiers}
+  )
+  ARRAY JOIN [(sensor_id, v), (concat(sensor_id, ' score'), sc)] AS s
+  WHERE NOT isNaN(value)
   UNION ALL
   SELECT t AS time, concat('limit ', l.severity, ' (', l.rule, ')') AS series, l.limit AS value
   FROM (SELECT arrayJoin([$__fromTime, $__toTime]) AS t) AS edges
@@ -410,7 +400,9 @@ WHERE machine_id = '${machine}' AND created_at <= $__toTime
         .datasource(DATASOURCE)
         .enable(True)
         .icon_color("red")
-        .target(cast(Any, _AnnotationTarget(note)))
+        # the SDK types the target as Grafana's built-in annotation target; the plugin reads
+        # a query there
+        .target(cast(Any, Query("Anno", note.sql, note.kind)))
     )
     limit_style = [
         dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
@@ -432,16 +424,6 @@ WHERE machine_id = '${machine}' AND created_at <= $__toTime
     b = b.with_panel(_table("Alarms", alarms, w=12))
     b = b.with_panel(_table("Latest window features", feats, w=12))
     return b, bd.queries
-
-
-class _AnnotationTarget(cogbuilder.Builder[Any]):
-    """The SDK types an annotation's target as Grafana's built-in one; the plugin reads a query."""
-
-    def __init__(self, q: PanelQuery) -> None:
-        self._q = Query("Anno", q.sql, q.kind).build()
-
-    def build(self) -> Any:
-        return self._q
 
 
 def sensor_health(db: str, no_data_after_s: float) -> tuple[dashboard.Dashboard, list[PanelQuery]]:

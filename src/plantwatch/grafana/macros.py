@@ -18,9 +18,11 @@ the tests instead of reaching Grafana.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from plantwatch.store.queries import sql_string
 
 
 class MacroError(ValueError):
@@ -63,10 +65,6 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}|\$([A-Za-z_][A-
 _MACRO = re.compile(r"\$__([A-Za-z_]+)(\(([^()]*)\))?")
 
 
-def _quote(v: str) -> str:
-    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _variables(sql: str, ctx: QueryContext) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(3)
@@ -81,7 +79,7 @@ def _variables(sql: str, ctx: QueryContext) -> str:
             raise MacroError(f"template variable ${name} has no value")
         values = [str(v) for v in ctx.variables[name]]
         if fmt in ("singlequote", "sqlstring"):
-            return ",".join(_quote(v) for v in values)
+            return ",".join(sql_string(v) for v in values)
         if fmt in ("", "csv"):
             return ",".join(values)
         raise MacroError(
@@ -103,41 +101,37 @@ def _date(ms: int) -> str:
     return f"toDate('{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d}')"
 
 
+#: macros of one column argument: (column, context) -> SQL
+_COLUMN_MACROS: dict[str, Callable[[str, QueryContext], str]] = {
+    "timeFilter": lambda c, x: f"{c} >= {_dt(x.from_ms)} AND {c} <= {_dt(x.to_ms)}",
+    "timeFilter_ms": lambda c, x: f"{c} >= {_dt64(x.from_ms)} AND {c} <= {_dt64(x.to_ms)}",
+    "dateFilter": lambda c, x: f"{c} >= {_date(x.from_ms)} AND {c} <= {_date(x.to_ms)}",
+    "timeInterval": lambda c, x: (
+        f"toStartOfInterval(toDateTime({c}), INTERVAL {x.interval_s} second)"
+    ),
+    "timeInterval_ms": lambda c, x: (
+        f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {max(x.interval_ms, 1)} millisecond)"
+    ),
+}
+#: macros without arguments
+_PLAIN_MACROS: dict[str, Callable[[QueryContext], str]] = {
+    "fromTime": lambda x: _dt(x.from_ms),
+    "toTime": lambda x: _dt(x.to_ms),
+    "fromTime_ms": lambda x: _dt64(x.from_ms),
+    "toTime_ms": lambda x: _dt64(x.to_ms),
+    "interval_s": lambda x: str(x.interval_s),
+}
+
+
 def _macros(sql: str, ctx: QueryContext) -> str:
-    f, t = ctx.from_ms, ctx.to_ms
-
-    def one_arg(name: str, args: str | None) -> str:
-        if args is None or not args.strip() or "," in args:
-            raise MacroError(f"$__{name} takes one column, got ({args or ''})")
-        return args.strip()
-
     def sub(m: re.Match[str]) -> str:
         name, args = m.group(1), m.group(3)
-        if name == "timeFilter":
-            c = one_arg(name, args)
-            return f"{c} >= {_dt(f)} AND {c} <= {_dt(t)}"
-        if name == "timeFilter_ms":
-            c = one_arg(name, args)
-            return f"{c} >= {_dt64(f)} AND {c} <= {_dt64(t)}"
-        if name == "dateFilter":
-            c = one_arg(name, args)
-            return f"{c} >= {_date(f)} AND {c} <= {_date(t)}"
-        if name == "timeInterval":
-            c = one_arg(name, args)
-            return f"toStartOfInterval(toDateTime({c}), INTERVAL {ctx.interval_s} second)"
-        if name == "timeInterval_ms":
-            c = one_arg(name, args)
-            ms = max(ctx.interval_ms, 1)
-            return f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {ms} millisecond)"
-        plain = {
-            "fromTime": _dt(f),
-            "toTime": _dt(t),
-            "fromTime_ms": _dt64(f),
-            "toTime_ms": _dt64(t),
-            "interval_s": str(ctx.interval_s),
-        }
-        if name in plain:
-            return plain[name] + (m.group(2) or "")
+        if name in _COLUMN_MACROS:
+            if args is None or not args.strip() or "," in args:
+                raise MacroError(f"$__{name} takes one column, got ({args or ''})")
+            return _COLUMN_MACROS[name](args.strip(), ctx)
+        if name in _PLAIN_MACROS:
+            return _PLAIN_MACROS[name](ctx) + (m.group(2) or "")
         raise MacroError(f"$__{name} is not a macro of the ClickHouse plugin")
 
     return _MACRO.sub(sub, sql)

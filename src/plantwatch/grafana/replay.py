@@ -18,13 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from plantwatch.alert.rulefile import parse_duration
 from plantwatch.grafana.macros import QueryContext, expand
-
-_DURATION = {"s": 1, "m": 60, "h": 3600}
-
-
-def seconds(text: str) -> float:
-    return float(text[:-1]) * _DURATION[text[-1]] if text else 0.0
 
 
 class _Store(Protocol):
@@ -70,7 +65,7 @@ def replay(store: _Store, rule_file: Mapping[str, Any], *, start_ms: int, end_ms
     (rounded up to the interval) to ``end_ms``."""
     out = Replay()
     for group in rule_file["groups"]:
-        step = int(seconds(group["interval"]) * 1000)
+        step = int(parse_duration(group["interval"]) * 1000)
         first = -(-start_ms // step) * step
         states: dict[str, dict[_Labels, _Instance]] = {r["uid"]: {} for r in group["rules"]}
         for t in range(first, end_ms + 1, step):
@@ -100,8 +95,8 @@ def _evaluate(
         out.queries += 1
     cols, rows = cache[sql]
     vi = cols.index("value") if rows else -1
-    for_ms = seconds(rule["for"]) * 1000
-    keep_ms = seconds(rule.get("keepFiringFor", "")) * 1000
+    for_ms = parse_duration(rule["for"]) * 1000
+    keep_ms = parse_duration(rule.get("keepFiringFor") or "0s") * 1000
     seen = set()
     for row in rows:
         labels = tuple(

@@ -15,6 +15,11 @@ import pyarrow as pa
 from plantwatch.store.client import Store
 
 
+def sql_string(value: str) -> str:
+    """``value`` as a ClickHouse string literal (backslashes and quotes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 @dataclass(frozen=True, slots=True)
 class SensorHistory:
     """What the store holds of one sensor's seqs (readings and keyed dead letters)."""
