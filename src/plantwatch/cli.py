@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plantwatch.core.errors import PlantwatchError
+from plantwatch.core.errors import ConfigError, PlantwatchError
 from plantwatch.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -134,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _role_parsers(sub)
     _alarm_parsers(sub)
+    _export_parsers(sub)
+    from plantwatch.batch import replay_cli
+
+    replay_cli.add_parser(sub)
+    from plantwatch.batch import archive_cli
+
+    archive_cli.add_parser(sub)
 
     q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
     q.add_argument(
@@ -183,6 +191,9 @@ def _role_parsers(sub: Any) -> None:
     kafka.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     kafka.add_argument("--dir", type=Path, default=Path(".cache/kafka-run"), metavar="DIR")
     kafka.add_argument("--port", type=int, default=9092, metavar="P")
+    from plantwatch.services import opensearch
+
+    opensearch.add_parser(svc_sub)
 
 
 def _alarm_parsers(sub: Any) -> None:
@@ -288,6 +299,134 @@ def _grafana_parsers(sub: Any) -> None:
     )
     chk.add_argument("--data-dir", type=Path, default=None)
     chk.add_argument("--rules", type=Path, default=None, help="rules file (default: shipped)")
+
+
+def _export_parsers(sub: Any) -> None:
+    e = sub.add_parser(
+        "export",
+        help="logs and stored history to CSV/Parquet partitions in a folder or bucket",
+        description="Convert logs (logs://GLOB, elasticsearch://HOST:PORT[/INDEX]) or a stored "
+        "dataset (chdb://DIR, http(s)://clickhouse:8123) into files partitioned by UTC day and "
+        "machine under --to (a folder, gs://bucket/prefix or s3://bucket/prefix), each partition "
+        "with a manifest (rows, time range, checksums). Runs are incremental: a checkpoint in "
+        "the archive says where the last one stopped, so repeated runs add what is new, with no "
+        "gap and no duplicate, even after a crash or a log rotation. Malformed log lines go to "
+        "_rejects/ with the reason. README: The batch side.",
+    )
+    e.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="logs://GLOB | chdb://DIR | http(s)://HOST:PORT (ClickHouse) | "
+        "elasticsearch://HOST:PORT[/INDEX]",
+    )
+    e.add_argument("--to", required=True, metavar="URL", help="folder, gs://… or s3://…")
+    e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    e.add_argument(
+        "--dataset",
+        default=None,
+        help="what to export from a store: readings (default), features, anomalies, "
+        "alert_events, alarm_events, dead_letters; logs for logs:// and elasticsearch://",
+    )
+    e.add_argument("--since", default=None, metavar="T", help="ISO 8601 or a span back (24h, 7d)")
+    e.add_argument("--until", default=None, metavar="T", help="exclusive end, same forms")
+    ck = e.add_mutually_exclusive_group()
+    ck.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="checkpoint name (default: one per source, dataset and format)",
+    )
+    ck.add_argument(
+        "--no-checkpoint", action="store_true", help="a one-off export: read all, record nothing"
+    )
+    e.add_argument(
+        "--max-rows", type=_positive(int), default=500_000, help="rows per chunk (default 500000)"
+    )
+    e.add_argument(
+        "--settle-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="rows stored or indexed in the last S seconds wait for the next run (default: 60 "
+        "for a ClickHouse server, 30 for Elasticsearch, 0 for chDB and log files)",
+    )
+    e.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the report")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from plantwatch.batch.archive import Archive
+    from plantwatch.batch.export import Exporter, default_checkpoint
+    from plantwatch.batch.layout import parse_instant
+    from plantwatch.batch.sources.base import Source
+
+    settings = _settings(args)
+    url: str = args.source
+    source: Source
+    closer = None
+    if url.startswith("logs://"):
+        from plantwatch.batch.sources.logs import LogFilesSource
+
+        _dataset_must_be(args.dataset, "logs", url)
+        source = LogFilesSource.from_url(url)
+    elif url.startswith(("elasticsearch://", "elasticsearchs://")):
+        from plantwatch.batch.sources.elastic import ElasticSource, credentials_from_env
+
+        _dataset_must_be(args.dataset, "logs", url)
+        user, password = credentials_from_env(os.environ)
+        settle = {} if args.settle_s is None else {"settle_s": args.settle_s}
+        source = ElasticSource.from_url(url, user=user, password=password, **settle)
+    elif url.startswith(("chdb://", "http://", "https://")):
+        from plantwatch.batch.sources.store import StoreSource
+
+        store_source = StoreSource(
+            url,
+            args.dataset or "readings",
+            database=settings.database,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password.get_secret_value(),
+            settle_s=args.settle_s,
+        )
+        source, closer = store_source, store_source.close
+    else:
+        raise ConfigError(
+            f"--from {url!r}: use logs://GLOB, chdb://DIR, http(s)://HOST:PORT or "
+            "elasticsearch://HOST:PORT[/INDEX]"
+        )
+    since = parse_instant(args.since) if args.since else None
+    until = parse_instant(args.until) if args.until else None
+    archive = Archive.open(args.to)
+    checkpoint = (
+        None if args.no_checkpoint else (args.checkpoint or default_checkpoint(source, args.format))
+    )
+    try:
+        report = Exporter(
+            source, archive, fmt=args.format, checkpoint=checkpoint, max_rows=args.max_rows
+        ).run(since=since, until=until)
+    finally:
+        if closer is not None:
+            closer()
+    r = report.as_dict()
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"exported {report.rows} {report.dataset} rows from {report.source} to {report.archive}: "
+        f"{report.files} files in {len(report.partitions)} partitions, {report.bytes} bytes, "
+        f"{report.rejects} rejects, {report.seconds:.2f} s ({report.rows_per_s:,.0f} rows/s)"
+        + (f"; checkpoint {checkpoint}" if checkpoint else "")
+        + (
+            f"; removed {report.recovered_files} files of an interrupted run first"
+            if report.recovered_files
+            else ""
+        )
+    )
+    return 0
+
+
+def _dataset_must_be(given: str | None, expected: str, url: str) -> None:
+    if given is not None and given != expected:
+        raise ConfigError(f"--from {url} holds {expected}, not --dataset {given}")
 
 
 def cmd_grafana(args: argparse.Namespace) -> int:
@@ -509,9 +648,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from plantwatch.services import kafka
+    from plantwatch.services import kafka, opensearch
 
     settings = Settings()
+    if args.service == "opensearch":
+        return opensearch.cmd(args, cache_dir=settings.cache_dir)
     if args.action == "start":
         st = kafka.start(
             dir=args.dir, cache_dir=settings.cache_dir, brokers=args.brokers, port=args.port
@@ -710,11 +851,11 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        from plantwatch.core.logs import setup as setup_logging
+
+        # the console as before, plus ECS JSON lines in <data_dir>/logs (PLANTWATCH_LOG__*)
+        setup_logging(_settings(args), f"plantwatch-{args.command}", verbose=args.verbose)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "query":
@@ -737,6 +878,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "grafana":
             return cmd_grafana(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "archive":
+            from plantwatch.batch import archive_cli
+
+            return archive_cli.cmd(args)
+        if args.command == "replay":
+            from plantwatch.batch import replay_cli
+
+            return replay_cli.cmd(args, _settings(args))
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

@@ -48,6 +48,7 @@ from plantwatch.alert.notify.silences import (
 )
 from plantwatch.alert.rulefile import RuleSet
 from plantwatch.core.clock import Clock
+from plantwatch.core.logs import sensor_event
 from plantwatch.core.reading import TS_TYPE
 from plantwatch.core.settings import Settings
 from plantwatch.store import open_configured
@@ -203,6 +204,7 @@ class AlertService:
                 ):
                     self.router.observe(self._instance(e, alarm or before), now)
             self.store.insert("alarm_events", events_table(events))
+            log_alarm_events(events)
             self._dirty = True
             self._tick()
 
@@ -311,6 +313,7 @@ class AlertService:
             else:
                 ev = self.book.comment(aid, user, str(cmd["comment"]), now)
             self.store.insert("alarm_events", events_table([ev]))
+            log_alarm_events([ev])
             self._dirty = True
             return {"alarm": ev.alarm.as_dict()}
         if op == "silence_add":
@@ -410,6 +413,30 @@ class AlertService:
                 "n": len(self.stats.latencies_ms),
             },
         }
+
+
+def log_alarm_events(events: Sequence[AlarmEvent]) -> None:
+    """One ``alarm.<event>`` log line per stored alarm change (``alarm.created``,
+    ``alarm.escalated``, ``alarm.cleared``, ``alarm.acknowledged``, …), at INFO: the files get
+    them, the console (and ``run``'s live view) does not."""
+    for ev in events:
+        a = ev.alarm
+        sensor_event(
+            log,
+            logging.INFO,
+            f"alarm.{ev.event}",
+            f"alarm {ev.alarm_id} {ev.event}: {a.rule} on {a.machine_id}"
+            + (f"/{a.sensor_id}" if a.sensor_id else "")
+            + f" ({a.severity}){': ' + a.message if a.message else ''}",
+            machine_id=a.machine_id,
+            sensor_id=a.sensor_id or None,
+            **{"event.action": ev.event},
+            alarm_id=ev.alarm_id,
+            rule=a.rule,
+            severity=a.severity,
+            user=ev.user or None,
+            assignee=(a.assignee or None) if ev.event == "assigned" else None,
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
@@ -83,6 +83,28 @@ class KafkaSettings(BaseModel):
     extra: dict[str, str] = Field(default_factory=dict)
 
 
+class LogSettings(BaseModel):
+    """The JSON-lines log files every process writes (ECS field names; ``core/logs.py``,
+    ``deploy/elastic/``): ``PLANTWATCH_LOG__DIR``, ``__MAX_BYTES``, ``__BACKUPS``, ``__LEVEL``,
+    ``__ENABLED``. The console output is separate and unchanged."""
+
+    #: folder of ``<service>.ndjson`` and its rotated files; None: ``<data_dir>/logs``;
+    #: ``-``: no log files
+    dir: Path | None = None
+    #: a file is rotated when the next line would make it larger than this, and at UTC midnight
+    max_bytes: int = Field(default=50 * MiB, ge=64 * 1024)
+    #: rotated files kept per service (and instance); the oldest are deleted
+    backups: int = Field(default=20, ge=1)
+    #: the lowest level written to the files (``-v`` lowers it to DEBUG)
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    enabled: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLANTWATCH_", env_nested_delimiter="__", extra="ignore"
@@ -104,8 +126,15 @@ class Settings(BaseSettings):
     cache_dir: Path = Path(".cache")
     #: alert rules and notification routing (YAML, docs/alerts.md); None: the shipped defaults
     rules_file: Path | None = None
+    log: LogSettings = LogSettings()
 
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def resolved_log_dir(self) -> Path | None:
+        """Where the JSON log files go, or None when they are switched off."""
+        if not self.log.enabled or (self.log.dir is not None and str(self.log.dir) == "-"):
+            return None
+        return self.log.dir if self.log.dir is not None else self.data_dir / "logs"

@@ -39,7 +39,9 @@ import pyarrow as pa
 
 from plantwatch.core.clock import Clock, WallClock
 from plantwatch.core.codec import ARROW, NDJSON, encode_arrow
+from plantwatch.core.errors import InvalidReadingError
 from plantwatch.core.kinds import SensorKind
+from plantwatch.core.logs import EventThrottle, sensor_event
 from plantwatch.core.reading import READING_SCHEMA, SCHEMA_VERSION
 from plantwatch.edge._buffer import Columns
 from plantwatch.edge._config import Backoff, Batching
@@ -103,6 +105,7 @@ class EdgeClient(TypedHelpers):
         self._stats_lock = threading.Lock()
         self._accepted = self._spooled = self._sent = self._acked = self._retries = 0
         self._last_error: str | None = None
+        self._throttle = EventThrottle(60.0)
         self._thread = threading.Thread(
             target=self._run, name="plantwatch-edge-sender", daemon=True
         )
@@ -124,8 +127,14 @@ class EdgeClient(TypedHelpers):
         """Validate one reading, buffer it and return its seq. See the module docstring for
         when it is accepted; raises ``InvalidReadingError`` (nothing buffered, no seq used)."""
         self._check_open()
-        key = (check_id("machine_id", machine_id), check_id("sensor_id", sensor_id))
-        checked = check_reading(kind, value, unit=unit, ts=ts, quality=quality, now=self.clock.now)
+        try:
+            key = (check_id("machine_id", machine_id), check_id("sensor_id", sensor_id))
+            checked = check_reading(
+                kind, value, unit=unit, ts=ts, quality=quality, now=self.clock.now
+            )
+        except InvalidReadingError as exc:
+            self._rejected(exc, machine_id, sensor_id, 1)
+            raise
         while True:
             with self._buf_lock:
                 size = len(self._buf)
@@ -182,7 +191,11 @@ class EdgeClient(TypedHelpers):
         self._check_open()
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
-        cols = check_batch(table, now=self.clock.now())
+        try:
+            cols = check_batch(table, now=self.clock.now())
+        except InvalidReadingError as exc:
+            self._rejected(exc, *_row_ids(table, exc.row), getattr(table, "num_rows", 0))
+            raise
         n = table.num_rows
         if n == 0:
             return READING_SCHEMA.empty_table()
@@ -241,6 +254,28 @@ class EdgeClient(TypedHelpers):
                 raise
         return out
 
+    def _rejected(self, exc: InvalidReadingError, machine: Any, sensor: Any, readings: int) -> None:
+        """One event per rejected call (a batch is one), at most one a minute per sensor and
+        field; the count of those held back rides on the next one."""
+        m = machine if isinstance(machine, str) else None
+        s = sensor if isinstance(sensor, str) else None
+        held = self._throttle.allow(("rejected", m, s, exc.field))
+        if held is None:
+            return
+        sensor_event(
+            _log,
+            logging.WARNING,
+            "sdk.reading.rejected",
+            f"edge client: rejected {readings} reading(s): {exc}",
+            machine_id=m,
+            sensor_id=s,
+            readings=readings,
+            field=exc.field,
+            row=exc.row,
+            reason=exc.problem,
+            suppressed=held or None,
+        )
+
     def _give_back(self, before: Mapping[SensorKey, int], after: Mapping[SensorKey, int]) -> None:
         """Return seqs reserved for a batch that was not accepted (unless used since)."""
         with self._buf_lock:
@@ -284,6 +319,8 @@ class EdgeClient(TypedHelpers):
 
     def _run(self) -> None:
         cursor = 0  # highest entry id sent in this run; after a restart all pending are re-sent
+        down_since: float | None = None  # monotonic time of the first failed send of a streak
+        failures = 0
         retry_at = flush_at = 0.0
         backoff = flush_backoff = 0.0
         while True:
@@ -313,6 +350,9 @@ class EdgeClient(TypedHelpers):
                         self.transport.send(entry, ack)
                         cursor = entry.entry_id
                         backoff = 0.0
+                        if down_since is not None:
+                            self._transport_event(False, None, failures, now - down_since)
+                            down_since, failures = None, 0
                         with self._stats_lock:
                             self._sent += 1
                         continue
@@ -320,6 +360,10 @@ class EdgeClient(TypedHelpers):
                     return
                 except Exception as exc:  # TransportError, or a bug: retry, never drop
                     self._failed(exc, f"sending the spool entry after {cursor}", backoff)
+                    if down_since is None:
+                        down_since = now
+                        self._transport_event(True, exc, 0, 0.0)
+                    failures += 1
                     backoff = self.backoff.after(backoff)
                     retry_at = now + backoff
                     with self._stats_lock:
@@ -335,6 +379,26 @@ class EdgeClient(TypedHelpers):
             self._last_error = f"{doing}: {exc}"
         level = logging.WARNING if backoff == 0.0 else logging.DEBUG  # once per failure streak
         _log.log(level, "edge client: %s failed: %s (will retry)", doing, exc)
+
+    def _transport_event(
+        self, down: bool, exc: Exception | None, retries: int, down_s: float
+    ) -> None:
+        if down:
+            code, level = "sdk.transport.unavailable", logging.INFO  # _failed warns already
+            msg = f"edge client: the transport cannot take entries ({exc}); retrying with backoff"
+        else:
+            code, level = "sdk.transport.recovered", logging.INFO
+            msg = f"edge client: the transport takes entries again after {down_s:.1f}s"
+        sensor_event(
+            _log,
+            level,
+            code,
+            msg,
+            machine_id=None,
+            retries=retries if not down else None,
+            down_s=round(down_s, 3) if not down else None,
+            reason=type(exc).__name__ if exc is not None else None,
+        )
 
     def _on_ack(self, entry_id: int) -> None:
         try:
@@ -404,3 +468,16 @@ class EdgeClient(TypedHelpers):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _row_ids(table: pa.Table, row: int | None) -> tuple[Any, Any]:
+    """machine_id and sensor_id of a batch's row (None when unknown), for the rejection event."""
+    try:
+        names = table.schema.names
+        m, s = (
+            table.column(c)[row].as_py() if c in names and row is not None else None
+            for c in ("machine_id", "sensor_id")
+        )
+    except (AttributeError, IndexError, TypeError, ValueError, pa.ArrowException):
+        return None, None
+    return m, s

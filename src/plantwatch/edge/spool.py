@@ -55,16 +55,20 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from plantwatch.core.logs import EventThrottle, sensor_event
 from plantwatch.edge import _format as fmt
 from plantwatch.edge._config import SpoolLimits, WhenFull
 from plantwatch.edge._index import PendingEntry, Segment, SensorKey, SpoolEntry, SpoolStats
 from plantwatch.edge.errors import ClientClosedError, EdgeError, SpoolFullError
+
+_log = logging.getLogger(__name__)
 
 
 class Spool:
@@ -90,6 +94,7 @@ class Spool:
         self._pending_readings = 0
         self._evicted_entries = 0
         self._evicted_readings = 0
+        self._throttle = EventThrottle(60.0)
         self._truncated = 0
         try:
             self._recover()
@@ -213,6 +218,18 @@ class Spool:
                 self._evicted_entries += oldest.pending_entries
                 self._evicted_readings += oldest.pending_readings
                 self._delete(oldest)
+                sensor_event(
+                    _log,
+                    logging.WARNING,
+                    "sdk.spool.dropped",
+                    f"spool {self.directory} is full: dropped its oldest segment, "
+                    f"{oldest.pending_readings} unsent readings (when_full='drop_oldest')",
+                    machine_id=None,
+                    spool=str(self.directory),
+                    entries=oldest.pending_entries,
+                    readings=oldest.pending_readings,
+                    policy=policy,
+                )
                 continue
             waited = time.monotonic() - started
             left = self.limits.block_timeout_s - waited
@@ -222,6 +239,22 @@ class Spool:
             self._check_open()
 
     def _full(self, size: int, waited: float | None) -> SpoolFullError:
+        held = self._throttle.allow("full")
+        if held is not None:  # one event a minute; callers retry and would repeat it
+            sensor_event(
+                _log,
+                logging.WARNING,
+                "sdk.spool.full",
+                f"spool {self.directory} is full: {self._total} of {self.limits.max_bytes} "
+                f"bytes used, an entry of {size} bytes refused "
+                f"(when_full={self.limits.when_full!r})",
+                machine_id=None,
+                spool=str(self.directory),
+                bytes=size,
+                max_bytes=self.limits.max_bytes,
+                policy=self.limits.when_full,
+                suppressed=held or None,
+            )
         return SpoolFullError(
             directory=self.directory,
             used_bytes=self._total,

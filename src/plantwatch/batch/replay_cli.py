@@ -1,0 +1,155 @@
+"""``plantwatch replay``: archived readings back through the pipeline (wired in ``cli.py``).
+
+    plantwatch replay --from URL [--since T] [--until T] [--machine ID ...] [--speed X|max]
+                      (--bus kafka://HOST:PORT | --store URL | --data-dir DIR)
+
+``--from`` is an archive root (folder, ``file://``, ``gs://``, ``s3://``); T is ISO-8601 (a time
+without a zone is UTC) or a span back from now (24h, 7d); ``--since`` is inclusive, ``--until``
+exclusive. ``--store`` takes ``chdb:///abs/dir`` or ``http(s)://host:port``; ``--data-dir`` a
+plantwatch data folder (its chDB store, claimed like ``plantwatch run`` does, so not while a plant
+runs on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from plantwatch.batch.layout import LayoutError, parse_instant
+from plantwatch.core.errors import ConfigError
+from plantwatch.core.settings import Settings
+
+
+def _time(text: str) -> dt.datetime:
+    try:
+        return parse_instant(text)
+    except LayoutError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"--speed takes a number > 0 or 'max', got {text!r}")
+    return speed
+
+
+def _rows(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``replay`` to the subcommands ``sub`` (``ArgumentParser.add_subparsers()``)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "replay",
+        help="feed archived readings back through the pipeline (Kafka or a store)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="archive root")
+    p.add_argument("--since", type=_time, default=None, metavar="T", help="from T (inclusive)")
+    p.add_argument("--until", type=_time, default=None, metavar="T", help="up to T (exclusive)")
+    p.add_argument(
+        "--machine",
+        dest="machines",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="only this machine (repeat for more)",
+    )
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="X|max",
+        help="event-time seconds per wall second, or 'max' (default: as fast as possible)",
+    )
+    p.add_argument(
+        "--batch-rows", type=_rows, default=50_000, metavar="N", help="readings per batch"
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--bus", metavar="URL", help="kafka://host:port: the raw topic")
+    target.add_argument("--store", metavar="URL", help="chdb:///abs/dir or http(s)://host:port")
+    target.add_argument("--data-dir", type=Path, metavar="DIR", help="a plantwatch data folder")
+    return p
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+
+
+def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Run the replay the arguments describe and print its report (JSON)."""
+    from plantwatch.batch.archive import Archive
+    from plantwatch.batch.replay import BusTarget, ReplayTarget, StoreTarget, replay
+
+    settings = settings or Settings()
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since {args.since} is not before --until {args.until}")
+    archive = Archive.open(args.source)
+    with ExitStack() as cleanup:
+        target: ReplayTarget
+        if args.bus:
+            target = BusTarget(args.bus, settings)
+        else:
+            if args.data_dir is not None:
+                from plantwatch.alert.service import claim_store
+
+                lock, store = claim_store(settings.model_copy(update={"data_dir": args.data_dir}))
+                cleanup.callback(lock.release)
+            else:
+                from plantwatch.store import open_store
+
+                store = open_store(
+                    args.store,
+                    database=settings.database,
+                    user=settings.clickhouse_user,
+                    password=settings.clickhouse_password.get_secret_value(),
+                )
+            cleanup.callback(store.close)
+            target = StoreTarget(store, settings)
+        cleanup.callback(target.close)
+        stop = cleanup.enter_context(_stop_on_signals())
+        report = replay(
+            archive,
+            target=target,
+            since=args.since,
+            until=args.until,
+            machines=args.machines,
+            speed=args.speed,
+            batch_rows=args.batch_rows,
+            stop=stop,
+        )
+    print(json.dumps(report.as_dict()))
+    return 130 if report.stopped else 0

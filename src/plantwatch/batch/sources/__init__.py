@@ -1,0 +1,1 @@
+"""Where an export reads from: log files, a ClickHouse store, Elasticsearch/OpenSearch."""
