@@ -321,7 +321,13 @@ def _export_parsers(sub: Any) -> None:
         help="logs://GLOB | chdb://DIR | http(s)://HOST:PORT (ClickHouse) | "
         "elasticsearch://HOST:PORT[/INDEX]",
     )
-    e.add_argument("--to", required=True, metavar="URL", help="folder, gs://… or s3://…")
+    e.add_argument(
+        "--to",
+        default=None,
+        metavar="URL",
+        help="a folder, gs://bucket/prefix or s3://bucket/prefix (default: "
+        "PLANTWATCH_ARCHIVE_URL or <data_dir>/archive)",
+    )
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     e.add_argument(
         "--dataset",
@@ -396,7 +402,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     since = parse_instant(args.since) if args.since else None
     until = parse_instant(args.until) if args.until else None
-    archive = Archive.open(args.to)
+    archive = Archive.open(args.to or settings.resolved_archive_url())
     checkpoint = (
         None if args.no_checkpoint else (args.checkpoint or default_checkpoint(source, args.format))
     )
@@ -883,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "archive":
             from plantwatch.batch import archive_cli
 
-            return archive_cli.cmd(args)
+            return archive_cli.cmd(args, _settings(args))
         if args.command == "replay":
             from plantwatch.batch import replay_cli
 

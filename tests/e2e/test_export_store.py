@@ -154,3 +154,20 @@ def test_bad_sources_and_datasets_are_refused(plant: Path, tmp_path: Path) -> No
         done = plantwatch("export", *args, check=False)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert message in done.stderr, (args, done.stderr)
+
+
+def test_the_archive_defaults_to_a_folder_in_the_data_folder(plant: Path, tmp_path: Path) -> None:
+    """Without --to and --at, export, ls and verify agree on <data_dir>/archive, or on
+    PLANTWATCH_ARCHIVE_URL when it is set."""
+    data = tmp_path / "data"
+    env = {"PLANTWATCH_DATA_DIR": str(data)}
+    since = "2000-01-01"
+    plantwatch("export", "--from", f"chdb://{plant}", "--since", since, env=env)
+    listed = plantwatch("archive", "ls", "--dataset", "readings", env=env).stdout
+    assert (data / "archive" / "readings").is_dir()
+    assert listed.strip().endswith(f"{len(stored_keys(plant))} rows")
+    elsewhere = tmp_path / "elsewhere"
+    env["PLANTWATCH_ARCHIVE_URL"] = str(elsewhere)
+    plantwatch("export", "--from", f"chdb://{plant}", "--since", since, env=env)
+    assert (elsewhere / "readings").is_dir()
+    assert plantwatch("archive", "verify", env=env).stdout.startswith("ok: ")

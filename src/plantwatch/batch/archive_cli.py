@@ -19,6 +19,7 @@ from typing import Any
 
 from plantwatch.batch import layout
 from plantwatch.batch.archive import Archive
+from plantwatch.core.settings import Settings
 
 _SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -50,7 +51,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     a_sub = parser.add_subparsers(dest="archive_command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--at", required=True, metavar="URL", help="the archive root")
+        p.add_argument(
+            "--at",
+            default=None,
+            metavar="URL",
+            help="the archive root (default: PLANTWATCH_ARCHIVE_URL or <data_dir>/archive)",
+        )
         p.add_argument(
             "--dataset",
             action="append",
@@ -76,8 +82,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def cmd(args: argparse.Namespace) -> int:
-    archive = Archive.open(args.at)
+def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    archive = Archive.open(args.at or (settings or Settings()).resolved_archive_url())
     datasets = args.dataset or None
     if args.archive_command == "ls":
         return _ls(archive, datasets)

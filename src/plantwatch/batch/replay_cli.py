@@ -64,7 +64,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--from", dest="source", required=True, metavar="URL", help="archive root")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="URL",
+        help="archive root (default: PLANTWATCH_ARCHIVE_URL or <data_dir>/archive)",
+    )
     p.add_argument("--since", type=_time, default=None, metavar="T", help="from T (inclusive)")
     p.add_argument("--until", type=_time, default=None, metavar="T", help="up to T (exclusive)")
     p.add_argument(
@@ -117,7 +123,7 @@ def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or Settings()
     if args.since and args.until and args.since >= args.until:
         raise ConfigError(f"--since {args.since} is not before --until {args.until}")
-    archive = Archive.open(args.source)
+    archive = Archive.open(args.source or settings.resolved_archive_url())
     with ExitStack() as cleanup:
         target: ReplayTarget
         if args.bus:

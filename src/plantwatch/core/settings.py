@@ -126,12 +126,19 @@ class Settings(BaseSettings):
     cache_dir: Path = Path(".cache")
     #: alert rules and notification routing (YAML, docs/alerts.md); None: the shipped defaults
     rules_file: Path | None = None
+    #: where ``plantwatch export`` writes and ``replay`` reads (None: ``<data_dir>/archive``)
+    archive_url: str | None = None
     log: LogSettings = LogSettings()
 
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def resolved_archive_url(self) -> str:
+        """The archive export writes to and replay reads: ``PLANTWATCH_ARCHIVE_URL`` (a folder,
+        ``gs://bucket/prefix`` or ``s3://bucket/prefix``), by default ``<data_dir>/archive``."""
+        return self.archive_url or str((self.data_dir / "archive").resolve())
 
     def resolved_log_dir(self) -> Path | None:
         """Where the JSON log files go, or None when they are switched off."""
