@@ -107,6 +107,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("fingerprint", _S),
             ("active_since", TS),
             ("emitted_at", TS),
+            ("previous", _S),
+            ("threshold", pa.float64()),
+            ("labels", _S),
+            ("annotations", _S),
         ]
     ),
     "alarm_events": pa.schema(

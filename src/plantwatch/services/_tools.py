@@ -112,22 +112,45 @@ def fetch_jars(
 
 
 def _run_maven(root: Path, pom: str, version: str, mvn: str, timeout_s: float) -> None:
+    (root / "pom.xml").write_text(pom, encoding="utf-8")
+    copy_dependencies(
+        root / "pom.xml",
+        root / "libs.partial",
+        {"kafka.version": version},
+        expect=f"kafka_2.13-{version}.jar",
+        what="Kafka",
+        mvn=mvn,
+        timeout_s=timeout_s,
+    )
+
+
+def copy_dependencies(
+    pom: Path,
+    out: Path,
+    properties: dict[str, str],
+    *,
+    expect: str,
+    what: str,
+    mvn: str = "mvn",
+    timeout_s: float = 900.0,
+) -> None:
+    """``mvn dependency:copy-dependencies`` of ``pom`` into a fresh ``out``; checks that
+    ``expect`` (a jar name) arrived. Raises ToolMissingError without Maven, JarFetchError when
+    the fetch fails."""
     executable = shutil.which(mvn)
     if executable is None:
         raise ToolMissingError("mvn", f"{mvn!r} not found on PATH", _MVN_FIX)
-    partial = root / "libs.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    (root / "pom.xml").write_text(pom, encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
     command = [
         executable,
         "-B",
         "-q",
         "-f",
-        str(root / "pom.xml"),
+        str(pom),
         "dependency:copy-dependencies",
-        f"-DoutputDirectory={partial}",
-        f"-Dkafka.version={version}",
+        f"-DoutputDirectory={out}",
+        *(f"-D{k}={v}" for k, v in properties.items()),
     ]
     try:
         done = subprocess.run(
@@ -139,18 +162,16 @@ def _run_maven(root: Path, pom: str, version: str, mvn: str, timeout_s: float) -
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        out = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
+        text = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
         raise JarFetchError(
-            command, None, f"timed out after {timeout_s:.0f}s\n{_tail(out)}"
+            command, None, f"timed out after {timeout_s:.0f}s\n{_tail(text)}", what=what
         ) from exc
     except OSError as exc:
-        raise JarFetchError(command, None, str(exc)) from exc
+        raise JarFetchError(command, None, str(exc), what=what) from exc
     if done.returncode != 0:
-        raise JarFetchError(command, done.returncode, _tail(done.stdout))
-    if not (partial / f"kafka_2.13-{version}.jar").is_file():
-        raise JarFetchError(
-            command, 0, f"Maven succeeded but {partial} has no kafka_2.13-{version}.jar"
-        )
+        raise JarFetchError(command, done.returncode, _tail(done.stdout), what=what)
+    if not (out / expect).is_file():
+        raise JarFetchError(command, 0, f"Maven succeeded but {out} has no {expect}", what=what)
 
 
 def _tail(text: str, lines: int = 25) -> str:

@@ -34,14 +34,16 @@ class ToolMissingError(ServiceError):
 
 
 class JarFetchError(ServiceError):
-    """Maven could not fetch the Kafka jars; carries the command and the tail of its output."""
+    """Maven could not fetch a service's jars; carries the command and the tail of its output."""
 
-    def __init__(self, command: list[str], returncode: int | None, output_tail: str) -> None:
+    def __init__(
+        self, command: list[str], returncode: int | None, output_tail: str, *, what: str = "Kafka"
+    ) -> None:
         self.command = command
         self.returncode = returncode
         self.output_tail = output_tail
         super().__init__(
-            f"fetching the Kafka jars failed (exit code {returncode}): {' '.join(command)}\n"
+            f"fetching the {what} jars failed (exit code {returncode}): {' '.join(command)}\n"
             f"{output_tail}\n"
             "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) and "
             "run the command above by hand to see the whole output."

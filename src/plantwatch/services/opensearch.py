@@ -40,19 +40,17 @@ from types import TracebackType
 from typing import Any
 
 from plantwatch.services import _proc
-from plantwatch.services._tools import MARKER, find_java, jars_ready
+from plantwatch.services._tools import MARKER, copy_dependencies, find_java, jars_ready
 from plantwatch.services.errors import (
     JarFetchError,
     ServiceConfigError,
     ServiceStartError,
     ServiceStopError,
-    ToolMissingError,
 )
 
 OPENSEARCH_VERSION = "2.19.6"
 DEFAULT_HTTP_PORT = 9200
 TRANSPORT_PORT_OFFSET = 100
-_MVN_FIX = "Install Maven 3.6 or newer (Debian/Ubuntu: sudo apt-get install -y maven)."
 
 #: module folder → (plugin class, extended modules, jar name prefixes, security policy)
 MODULES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
@@ -119,19 +117,6 @@ SYSTEM_JVM_OPTIONS = (
 )
 
 
-class OpenSearchJarFetchError(JarFetchError):
-    """Maven could not fetch the OpenSearch jars; carries the command and its output's tail."""
-
-    def __init__(self, command: list[str], returncode: int | None, output_tail: str) -> None:
-        super().__init__(command, returncode, output_tail)
-        self.args = (
-            f"fetching the OpenSearch jars failed (exit code {returncode}): "
-            f"{' '.join(command)}\n{output_tail}\n"
-            "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) and "
-            "run the command above by hand to see the whole output.",
-        )
-
-
 def asset_text(name: str) -> str:
     """The text of a file shipped in ``plantwatch/services/assets/opensearch/``."""
     files = resources.files("plantwatch.services")
@@ -190,7 +175,17 @@ def fetch_home(
         if jars_ready(home, digest):
             return home
         jars = root / "jars"
-        _run_maven(root, jars, pom, version, mvn, timeout_s)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pom.xml").write_text(pom, encoding="utf-8")
+        copy_dependencies(
+            root / "pom.xml",
+            jars,
+            {"opensearch.version": version},
+            expect=f"opensearch-{version}.jar",
+            what="OpenSearch",
+            mvn=mvn,
+            timeout_s=timeout_s,
+        )
         partial = root / "home.partial"
         if partial.exists():
             shutil.rmtree(partial)
@@ -202,48 +197,6 @@ def fetch_home(
         marker = {"digest": digest, "version": version, "jars": count, "fetched": time.time()}
         (home / MARKER).write_text(json.dumps(marker), encoding="utf-8")
     return home
-
-
-def _run_maven(root: Path, out: Path, pom: str, version: str, mvn: str, timeout_s: float) -> None:
-    executable = shutil.which(mvn)
-    if executable is None:
-        raise ToolMissingError("mvn", f"{mvn!r} not found on PATH", _MVN_FIX)
-    if out.exists():
-        shutil.rmtree(out)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "pom.xml").write_text(pom, encoding="utf-8")
-    command = [
-        executable,
-        "-B",
-        "-q",
-        "-f",
-        str(root / "pom.xml"),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={out}",
-        f"-Dopensearch.version={version}",
-    ]
-    try:
-        done = subprocess.run(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        text = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
-        raise OpenSearchJarFetchError(
-            command, None, f"timed out after {timeout_s:.0f}s\n{_tail(text)}"
-        ) from exc
-    except OSError as exc:
-        raise OpenSearchJarFetchError(command, None, str(exc)) from exc
-    if done.returncode != 0:
-        raise OpenSearchJarFetchError(command, done.returncode, _tail(done.stdout))
-    if not (out / f"opensearch-{version}.jar").is_file():
-        raise OpenSearchJarFetchError(
-            command, 0, f"Maven succeeded but {out} has no opensearch-{version}.jar"
-        )
 
 
 def _lay_out(jars: Path, home: Path, version: str) -> int:
@@ -261,8 +214,11 @@ def _lay_out(jars: Path, home: Path, version: str) -> int:
     for name, (classname, extends, prefixes, policy) in MODULES.items():
         folder = home / "modules" / name
         if not (folder / f"{prefixes[0]}{version}.jar").is_file():
-            raise OpenSearchJarFetchError(
-                ["(layout)"], 0, f"the fetch holds no {prefixes[0]}{version}.jar for {folder}"
+            raise JarFetchError(
+                ["(layout)"],
+                0,
+                f"the fetch holds no {prefixes[0]}{version}.jar for {folder}",
+                what="OpenSearch",
             )
         descriptor = {
             "description": f"{name} module, laid out by plantwatch",
@@ -279,10 +235,6 @@ def _lay_out(jars: Path, home: Path, version: str) -> int:
         if policy:
             (folder / "plugin-security.policy").write_text(policy, encoding="utf-8")
     return len(found)
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 class OpenSearchNode:
