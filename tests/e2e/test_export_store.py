@@ -4,6 +4,8 @@ incrementally across a second run, as the CLI does it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,44 @@ def test_other_datasets_export_as_csv_with_what_the_store_holds(
     assert table.num_rows == int(row["n"])
     if dataset in ("anomalies", "alert_events", "features"):
         assert table.num_rows > 0  # the faults make some
+
+
+def test_a_big_stored_batch_is_split_and_a_kill_inside_it_is_recovered(
+    plant: Path, tmp_path: Path
+) -> None:
+    """A --speed max run stores its readings under few ingested_at values: chunks of 4,000 rows
+    must split them (by a hash of the row), and a process killed inside such a split resumes
+    from the part it reached, with nothing twice and nothing missed."""
+    (row,) = query(
+        plant,
+        "SELECT max(n) AS biggest FROM (SELECT ingested_at, count() AS n "
+        "FROM plantwatch.readings FINAL GROUP BY ingested_at)",
+    )
+    assert int(row["biggest"]) > 3 * 4000  # the case under test is there
+    root = tmp_path / "split"
+    script = f"""
+import os
+from plantwatch.batch.archive import Archive
+from plantwatch.batch.export import Exporter, default_checkpoint
+from plantwatch.batch.sources.store import StoreSource
+source = StoreSource({f"chdb://{plant}"!r}, "readings")
+n = 0
+def on_file(path):
+    global n
+    n += 1
+    if n == 7:
+        os._exit(137)
+Exporter(source, Archive.open({str(root)!r}), checkpoint=default_checkpoint(source, "parquet"),
+         max_rows=4000, on_file=on_file).run()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert done.returncode == 137, done.stderr.decode()
+    ckpt = next((root / "_checkpoints").glob("*.json"))
+    assert json.loads(ckpt.read_text())["state"]["split"]["done"] >= 0  # it died inside a split
+    report = export(plant, root, "--max-rows", "4000")
+    assert report["recovered_files"] > 0 and report["chunks"] > 3
+    got = keys(archived(root, "readings"))
+    assert len(got) == len(set(got)) == len(stored_keys(plant))
 
 
 def test_a_checkpoint_keeps_to_its_range(plant: Path, tmp_path: Path) -> None:

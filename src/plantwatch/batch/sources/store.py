@@ -10,7 +10,9 @@ stamp than rows already visible. chDB has a single writer (the folder is locked)
 settles there.
 
 Chunks follow the cursor: a run counts rows per cursor value and cuts the range into slices of
-about ``max_rows`` (a single stored batch is never split), so one chunk is one query.
+about ``max_rows``, so one chunk is one query. One cursor value with more rows than that (a
+simulated plant at ``--speed max`` stamps a whole run alike) is read in parts by a hash of
+(machine, sensor, time), and the state says how many parts are done.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from plantwatch.batch import layout
 from plantwatch.batch.sources.base import Chunk
@@ -115,39 +119,72 @@ class StoreSource:
         max_rows: int,
     ) -> Iterator[Chunk]:
         store = self.open()
-        cursor_col = CURSOR[self.dataset]
-        after = int((state or {}).get("cursor_ms", -1))
+        cursor = f"toUnixTimestamp64Milli({CURSOR[self.dataset]})"
+        state = state or {}
+        after = int(state.get("cursor_ms", -1))
+        split: dict[str, int] | None = state.get("split")
         table = f"{store.database}.{self.dataset}"
-        where = [f"toUnixTimestamp64Milli({cursor_col}) > {after}", *self._where(since, until)]
+        where = [f"{cursor} > {after}", *self._where(since, until)]
         if self.settle_s > 0:
             settled = _ms(dt.datetime.now(dt.UTC)) - int(self.settle_s * 1000)
-            where.append(f"toUnixTimestamp64Milli({cursor_col}) <= {settled}")
-        counts = store.query_rows(
-            f"SELECT toUnixTimestamp64Milli({cursor_col}) AS c, count() FROM {table} FINAL "
-            f"WHERE {' AND '.join(where)} GROUP BY c ORDER BY c"
-        )
-        columns = ", ".join(f"`{name}`" for name in layout.schema(self.dataset).names)
-        schema = layout.schema(self.dataset)
-        for lo, hi in _slices([(int(c), int(n)) for c, n in counts], after, max_rows):
-            sliced = [
-                f"toUnixTimestamp64Milli({cursor_col}) > {lo}",
-                f"toUnixTimestamp64Milli({cursor_col}) <= {hi}",
-                *self._where(since, until),
-            ]
-            rows = store.query_arrow(
-                f"SELECT {columns} FROM {table} FINAL WHERE {' AND '.join(sliced)} "
-                f"ORDER BY {cursor_col}, {layout.TIME_COLUMN[self.dataset]}"
+            where.append(f"{cursor} <= {settled}")
+        counts = [
+            (int(c), int(n))
+            for c, n in store.query_rows(
+                f"SELECT {cursor} AS c, count() FROM {table} FINAL "
+                f"WHERE {' AND '.join(where)} GROUP BY c ORDER BY c"
             )
-            yield Chunk(layout.conform(rows, self.dataset), [], {"cursor_ms": hi})
-        if not counts:
-            yield Chunk(schema.empty_table(), [], {"cursor_ms": after})
+        ]
+        columns = ", ".join(f"`{name}`" for name in layout.schema(self.dataset).names)
+        time_col = layout.TIME_COLUMN[self.dataset]
+        bucket = f"cityHash64(machine_id, sensor_id, {time_col})"
+
+        def read(condition: list[str]) -> pa.Table:
+            rows = store.query_arrow(
+                f"SELECT {columns} FROM {table} FINAL "
+                f"WHERE {' AND '.join([*condition, *self._where(since, until)])} "
+                f"ORDER BY {cursor}, {time_col}"
+            )
+            return layout.conform(rows, self.dataset)
+
+        if split is not None:  # the last run stopped inside one cursor value: finish it first
+            at, parts = split["at"], split["buckets"]
+            counts = [(c, n) for c, n in counts if c != at]
+            for b in range(split["done"] + 1, parts):
+                rows = read([f"{cursor} = {at}", f"{bucket} % {parts} = {b}"])
+                done = {"cursor_ms": after, "split": {"at": at, "buckets": parts, "done": b}}
+                yield Chunk(rows, [], done if b < parts - 1 else {"cursor_ms": at})
+            after = at
+        yielded = False
+        for lo, hi, parts in _slices(counts, after, max_rows):
+            yielded = True
+            if parts == 1:
+                yield Chunk(read([f"{cursor} > {lo}", f"{cursor} <= {hi}"]), [], {"cursor_ms": hi})
+                continue
+            # one stored batch of more than max_rows rows: split it by a hash of the row
+            for b in range(parts):
+                rows = read([f"{cursor} = {hi}", f"{bucket} % {parts} = {b}"])
+                done = {"cursor_ms": lo, "split": {"at": hi, "buckets": parts, "done": b}}
+                yield Chunk(rows, [], done if b < parts - 1 else {"cursor_ms": hi})
+        if not yielded:
+            yield Chunk(layout.schema(self.dataset).empty_table(), [], {"cursor_ms": after})
 
 
-def _slices(counts: list[tuple[int, int]], after: int, max_rows: int) -> Iterator[tuple[int, int]]:
-    """``(lo, hi]`` cursor ranges of about ``max_rows`` rows each; one value is never split."""
+def _slices(
+    counts: list[tuple[int, int]], after: int, max_rows: int
+) -> Iterator[tuple[int, int, int]]:
+    """``(lo, hi, parts)``: the cursor range ``(lo, hi]`` of about ``max_rows`` rows in one part,
+    or (``lo`` = the value before) one value of more than ``max_rows`` rows in ``parts`` parts."""
     lo, rows = after, 0
     for i, (cursor, n) in enumerate(counts):
+        if n > max_rows:
+            if rows:  # what gathered before this value
+                yield lo, counts[i - 1][0], 1
+                lo, rows = counts[i - 1][0], 0
+            yield lo, cursor, -(-n // max_rows)
+            lo = cursor
+            continue
         rows += n
         if rows >= max_rows or i == len(counts) - 1:
-            yield lo, cursor
+            yield lo, cursor, 1
             lo, rows = cursor, 0
