@@ -194,6 +194,10 @@ def test_bad_sources_and_datasets_are_refused(plant: Path, tmp_path: Path) -> No
         done = plantwatch("export", *args, check=False)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert message in done.stderr, (args, done.stderr)
+    empty = plantwatch(
+        "replay", "--from", to, "--data-dir", str(tmp_path / "d"), "--since", "1d", check=False
+    )
+    assert empty.returncode == 1 and "nothing to replay" in empty.stderr
 
 
 def test_the_archive_defaults_to_a_folder_in_the_data_folder(plant: Path, tmp_path: Path) -> None:

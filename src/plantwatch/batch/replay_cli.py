@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -158,4 +159,16 @@ def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
             stop=stop,
         )
     print(json.dumps(report.as_dict()))
+    if report.rows_read == 0:
+        print(
+            f"plantwatch: nothing to replay: {archive.root_url} holds no readings"
+            + (
+                " for the given --since/--until/--machine"
+                if args.since or args.until or args.machines
+                else ""
+            )
+            + " (plantwatch archive ls shows what it holds)",
+            file=sys.stderr,
+        )
+        return 1
     return 130 if report.stopped else 0
