@@ -153,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _instance_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--instance",
+        default=None,
+        metavar="NAME",
+        help="this process's name among several of its role on one host: its log file is "
+        "<data_dir>/logs/plantwatch-<role>-NAME.ndjson (default: the first takes the plain name, "
+        "the others their pid)",
+    )
+
+
 def _role_parsers(sub: Any) -> None:
     """The distributed shape: devices, workers and the sink as separate processes over Kafka."""
     bus_help = "kafka://host:port[,host:port] of the Kafka cluster"
@@ -169,6 +180,8 @@ def _role_parsers(sub: Any) -> None:
     proc.add_argument("--bus", required=True, metavar="URL", help=bus_help)
     proc.add_argument("--group", default="plantwatch-stream", help="consumer group")
     proc.add_argument("--rules", type=Path, default=None, metavar="FILE", help="alert rules")
+    for role in (sim, proc):
+        _instance_option(role)
     snk = sub.add_parser("sink", help="the stream's outputs from Kafka into ClickHouse")
     snk.add_argument("--bus", required=True, metavar="URL", help=bus_help)
     snk.add_argument(
@@ -182,6 +195,7 @@ def _role_parsers(sub: Any) -> None:
     snk.add_argument(
         "--rules", type=Path, default=None, metavar="FILE", help="alert rules and notifications"
     )
+    _instance_option(snk)
     svc = sub.add_parser("services", help="start and stop local services for development and tests")
     svc_sub = svc.add_subparsers(dest="service", required=True)
     kafka = svc_sub.add_parser(
@@ -861,7 +875,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from plantwatch.core.logs import setup as setup_logging
 
         # the console as before, plus ECS JSON lines in <data_dir>/logs (PLANTWATCH_LOG__*)
-        setup_logging(_settings(args), f"plantwatch-{args.command}", verbose=args.verbose)
+        setup_logging(
+            _settings(args),
+            f"plantwatch-{args.command}",
+            verbose=args.verbose,
+            instance=getattr(args, "instance", None),
+        )
         if args.command == "run":
             return cmd_run(args)
         if args.command == "query":

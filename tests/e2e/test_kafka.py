@@ -292,11 +292,11 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     kafka: KafkaCluster, tmp_path: Path
 ) -> None:
     prefix = unique_prefix()
-    env = env_for(prefix)
+    env = {**env_for(prefix), "PLANTWATCH_LOG__DIR": str(tmp_path / "logs")}
     bus = f"kafka://{kafka.bootstrap}"
     store = tmp_path / "store"
-    a = start_role("process", "--bus", bus, env=env, log=tmp_path / "a.log")
-    b = start_role("process", "--bus", bus, env=env, log=tmp_path / "b.log")
+    a = start_role("process", "--bus", bus, "--instance", "a", env=env, log=tmp_path / "a.log")
+    b = start_role("process", "--bus", bus, "--instance", "b", env=env, log=tmp_path / "b.log")
     sink = start_role(
         "sink", "--bus", bus, "--data-dir", str(store), env=env, log=tmp_path / "sink.log"
     )
@@ -340,6 +340,13 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     assert set(lag) == {"worker", "sink"}
     assert lag["worker"]["members"] == 2 and lag["worker"]["samples"] >= 4
     assert lag["sink"]["members"] == 1 and lag["sink"]["samples"] >= 2
+    # each process wrote its own ECS log file, named by its role and instance
+    for name in ("a", "b"):
+        lines = (tmp_path / "logs" / f"plantwatch-process-{name}.ndjson").read_text().splitlines()
+        docs = [json.loads(x) for x in lines]
+        assert {d["service.name"] for d in docs} == {"plantwatch-process"}
+        assert any("assigned" in d["message"] for d in docs)
+    assert (tmp_path / "logs" / "plantwatch-sink.ndjson").stat().st_size > 0
 
 
 @pytest.fixture(scope="module")
