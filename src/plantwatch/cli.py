@@ -912,7 +912,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             from plantwatch.batch import replay_cli
 
-            return replay_cli.cmd(args, _settings(args))
+            # not _settings(args): --data-dir is where replay writes, not where the default
+            # archive (<data_dir>/archive of the configured data folder) is
+            return replay_cli.cmd(args, Settings())
     except PlantwatchError as exc:
         print(f"plantwatch: error: {exc}", file=sys.stderr)
         return 2

@@ -201,8 +201,8 @@ def test_bad_sources_and_datasets_are_refused(plant: Path, tmp_path: Path) -> No
 
 
 def test_the_archive_defaults_to_a_folder_in_the_data_folder(plant: Path, tmp_path: Path) -> None:
-    """Without --to and --at, export, ls and verify agree on <data_dir>/archive, or on
-    PLANTWATCH_ARCHIVE_URL when it is set."""
+    """Without --to, --at and --from, export, ls, verify and replay agree on <data_dir>/archive,
+    or on PLANTWATCH_ARCHIVE_URL when it is set."""
     data = tmp_path / "data"
     env = {"PLANTWATCH_DATA_DIR": str(data)}
     since = "2000-01-01"
@@ -215,3 +215,8 @@ def test_the_archive_defaults_to_a_folder_in_the_data_folder(plant: Path, tmp_pa
     plantwatch("export", "--from", f"chdb://{plant}", "--since", since, env=env)
     assert (elsewhere / "readings").is_dir()
     assert plantwatch("archive", "verify", env=env).stdout.startswith("ok: ")
+    # replay --data-dir names where to write; the archive stays the configured one
+    del env["PLANTWATCH_ARCHIVE_URL"]
+    plantwatch("replay", "--data-dir", str(tmp_path / "backfill"), env=env)
+    (row,) = query(tmp_path / "backfill", "SELECT count() AS n FROM plantwatch.readings FINAL")
+    assert int(row["n"]) == len(stored_keys(plant))
