@@ -15,11 +15,38 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from plantwatch.services.errors import PortInUseError
+from plantwatch.services.errors import PortInUseError, ServiceStartError
 
 _LISTEN = "0A"
+
+
+def spawn_logged(
+    command: list[str], *, log: Path, pid_file: Path, cwd: Path, title: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``command`` in a session of its own (Ctrl-C in the starting terminal does not reach
+    it) with its output appended to ``log`` after a header line; write its pid file. Returns the
+    child and the log offset where this start's output begins."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with log.open("ab") as out:
+        out.write(f"\n=== plantwatch: {title} at {stamp}: {' '.join(command)}\n".encode())
+        out.flush()
+        offset = out.tell()
+        try:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ServiceStartError(f"cannot run {command[0]}: {exc}") from exc
+    write_pid(pid_file, child.pid)
+    return child, offset
 
 
 def read_pid(path: Path) -> int | None:

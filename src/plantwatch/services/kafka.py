@@ -19,7 +19,6 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,24 +288,13 @@ class KafkaCluster:
 
     def _spawn(self, node: int, command: list[str]) -> int:
         """Start one node with its output appended to its log; the log offset of this start."""
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.log_path(node).open("ab") as log:
-            log.write(f"\n=== plantwatch: node {node} at {stamp}: {' '.join(command)}\n".encode())
-            log.flush()
-            offset = log.tell()
-            try:
-                child = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.node_dir(node),
-                    start_new_session=True,  # Ctrl-C in the starting terminal does not reach it
-                )
-            except OSError as exc:
-                raise ServiceStartError(f"cannot run {command[0]}: {exc}") from exc
-        self._children[node] = child
-        _proc.write_pid(self.pid_path(node), child.pid)
+        self._children[node], offset = _proc.spawn_logged(
+            command,
+            log=self.log_path(node),
+            pid_file=self.pid_path(node),
+            cwd=self.node_dir(node),
+            title=f"node {node}",
+        )
         return offset
 
     def _wait_ready(

@@ -33,7 +33,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -365,24 +364,13 @@ class OpenSearchNode:
         )
 
     def _spawn(self, command: list[str]) -> int:
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== plantwatch: OpenSearch at {stamp}: {' '.join(command)}\n".encode())
-            log.flush()
-            offset = log.tell()
-            try:
-                child = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self._config.dir,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise ServiceStartError(f"cannot run {command[0]}: {exc}") from exc
-        self._child = child
-        _proc.write_pid(self.pid_path, child.pid)
+        self._child, offset = _proc.spawn_logged(
+            command,
+            log=self.log_path,
+            pid_file=self.pid_path,
+            cwd=self._config.dir,
+            title="OpenSearch",
+        )
         return offset
 
     def _wait_ready(self, offset: int, deadline: float, timeout: float) -> dict[str, Any]:
