@@ -1,5 +1,9 @@
-"""Rows for archive tests (importable as ``archive_samples``): every dataset schema, with nulls,
-empty strings, unicode, ``/`` and spaces in text, extreme integers and millisecond timestamps."""
+"""Rows and helpers for archive tests (importable as ``archive_samples``).
+
+:func:`sample_table`: every dataset schema, with nulls, empty strings, unicode, ``/`` and spaces in
+text, extreme integers and millisecond timestamps. :func:`put_part` writes one part file the way
+an export does; :class:`CorruptingArchive` corrupts every upload.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 
 from plantwatch.batch import layout
+from plantwatch.batch.archive import Archive, FileEntry, encode, file_entry
+from plantwatch.batch.layout import Partition
 
 DAY = dt.date(2026, 12, 5)
 T0 = dt.datetime(2026, 12, 5, 6, 30, 0, 123000, tzinfo=dt.UTC)
@@ -45,3 +51,29 @@ def sample_table(dataset: str, rows: int = 6, start: dt.datetime = T0) -> pa.Tab
         {f.name: pa.array(_values(f, rows, time_column, start), f.type) for f in schema},
         schema=schema,
     )
+
+
+def put_part(
+    archive: Archive,
+    p: Partition,
+    run_id: str = "r1",
+    chunk: int = 0,
+    fmt: str = "parquet",
+    table: pa.Table | None = None,
+) -> FileEntry:
+    """Write ``table`` (default: :func:`sample_table`) as one part file of ``p`` and list it in
+    the partition's manifest, as an export does; returns its manifest entry."""
+    table = sample_table(p.dataset) if table is None else table
+    name = layout.part_name(run_id, chunk, fmt)
+    data = encode(table, fmt)
+    digests = archive.put_bytes(f"{p.path()}/{name}", data)
+    entry = file_entry(table, p.dataset, name, fmt, data, run_id, digests=digests)
+    archive.add_files(p, [entry])
+    return entry
+
+
+class CorruptingArchive(Archive):
+    """Writes one flipped byte: what a corrupted upload looks like to the verification."""
+
+    def _write(self, path: str, data: bytes) -> None:
+        super()._write(path, bytes([data[0] ^ 1]) + data[1:])

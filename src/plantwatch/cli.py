@@ -9,12 +9,12 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plantwatch.cliargs import positive, speed, stop_on_signals
 from plantwatch.core.errors import ConfigError, PlantwatchError
 from plantwatch.core.settings import Settings
 
@@ -30,35 +30,6 @@ bearing_wear, overheating, pressure_leak, electrical (machine faults); stuck, dr
 (sensor faults)."""
 
 
-def _speed(value: str) -> float | None:
-    if value == "max":
-        return None
-    try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--speed takes a number > 0 or 'max', got {value!r}"
-        ) from None
-    if not speed > 0:
-        raise argparse.ArgumentTypeError(f"--speed must be > 0 (or 'max'), got {value!r}")
-    return speed
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(value: str) -> int | float:
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a {kind.__name__} > 0, got {value!r}"
-            ) from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} > 0, got {value!r}")
-        return v
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="plantwatch", description="Real-time monitoring and alerting for industrial machines."
@@ -71,20 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--machines",
-        type=_positive(int),
+        type=positive(int),
         default=12,
         help="machines in the simulated plant (default 12)",
     )
     run.add_argument(
         "--rate",
-        type=_positive(float),
+        type=positive(float),
         default=1.0,
         metavar="HZ",
         help="readings per sensor per second (default 1)",
     )
     run.add_argument(
         "--duration",
-        type=_positive(float),
+        type=positive(float),
         default=None,
         metavar="SECONDS",
         help="stop after this many wall seconds (with --speed max: simulated seconds); "
@@ -92,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--speed",
-        type=_speed,
+        type=speed,
         default=1.0,
         metavar="X",
         help="simulated seconds per wall second, or 'max' (default 1)",
@@ -169,10 +140,10 @@ def _role_parsers(sub: Any) -> None:
     bus_help = "kafka://host:port[,host:port] of the Kafka cluster"
     sim = sub.add_parser("simulate", help="only the simulated devices, publishing to Kafka")
     sim.add_argument("--bus", required=True, metavar="URL", help=bus_help)
-    sim.add_argument("--machines", type=_positive(int), default=12)
-    sim.add_argument("--rate", type=_positive(float), default=1.0, metavar="HZ")
-    sim.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
-    sim.add_argument("--speed", type=_speed, default=1.0, metavar="X")
+    sim.add_argument("--machines", type=positive(int), default=12)
+    sim.add_argument("--rate", type=positive(float), default=1.0, metavar="HZ")
+    sim.add_argument("--duration", type=positive(float), default=None, metavar="SECONDS")
+    sim.add_argument("--speed", type=speed, default=1.0, metavar="X")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--faults", default="default", metavar="SPEC", help=FAULTS_HELP)
     sim.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help="the SDK spool")
@@ -362,7 +333,7 @@ def _export_parsers(sub: Any) -> None:
         "--no-checkpoint", action="store_true", help="a one-off export: read all, record nothing"
     )
     e.add_argument(
-        "--max-rows", type=_positive(int), default=500_000, help="rows per chunk (default 500000)"
+        "--max-rows", type=positive(int), default=500_000, help="rows per chunk (default 500000)"
     )
     e.add_argument(
         "--settle-s",
@@ -591,26 +562,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by the first SIGINT or SIGTERM (the role then finishes cleanly)."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.warning("stopping (again to abort)")
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     from plantwatch.stream.distributed import simulate
 
     options = _run_options(args, bus_url=args.bus)
-    r = simulate(options, _settings(args), _stop_on_signals(), progress=lambda p: log.info("%s", p))
+    with stop_on_signals() as stop:
+        r = simulate(options, _settings(args), stop, progress=lambda p: log.info("%s", p))
     print(
         json.dumps(
             {
@@ -629,7 +586,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_process(args: argparse.Namespace) -> int:
     from plantwatch.stream.distributed import process
 
-    m = process(_settings(args), args.bus, _stop_on_signals(), group=args.group)
+    with stop_on_signals() as stop:
+        m = process(_settings(args), args.bus, stop, group=args.group)
     c = m.counts
     busy = (m.last_stored or 0) - (m.first_stored or 0)
     print(
@@ -654,7 +612,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.store:
         settings = settings.model_copy(update={"store_url": args.store})
-    m = sink(settings, args.bus, _stop_on_signals(), group=args.group)
+    with stop_on_signals() as stop:
+        m = sink(settings, args.bus, stop, group=args.group)
     print(
         json.dumps(
             {

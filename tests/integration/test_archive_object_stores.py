@@ -17,13 +17,11 @@ from plantwatch.batch.archive import (
     Archive,
     ArchiveError,
     ChecksumMismatchError,
-    FileEntry,
     encode,
-    file_entry,
 )
 from plantwatch.batch.layout import Partition
 
-from archive_samples import DAY, T0, sample_table
+from archive_samples import DAY, T0, CorruptingArchive, put_part, sample_table
 from object_store_support import StoreTarget
 
 STORE_CHECKSUM = {"gs": "md5Hash", "s3": "etag"}
@@ -41,17 +39,6 @@ def _open(target: StoreTarget) -> Archive:
     return Archive.open(target.url, target.storage_options)
 
 
-def _put_part(
-    archive: Archive, p: Partition, run_id: str, chunk: int, fmt: str, table: pa.Table
-) -> FileEntry:
-    name = layout.part_name(run_id, chunk, fmt)
-    data = encode(table, fmt)
-    archive.put_bytes(f"{p.path()}/{name}", data)
-    entry = file_entry(table, p.dataset, name, fmt, data, run_id)
-    archive.add_files(p, [entry])
-    return entry
-
-
 def _bucket_path(target: StoreTarget, rel: str) -> str:
     return f"{target.url.split('://', 1)[1]}/{rel}"
 
@@ -62,8 +49,8 @@ def test_round_trip_verified_by_the_store(target: StoreTarget) -> None:
     p = Partition("readings", DAY, MACHINE)
     first = sample_table("readings", 6)
     second = sample_table("readings", 3, start=T0 + dt.timedelta(hours=3))
-    _put_part(archive, p, "r1", 0, "parquet", first)
-    _put_part(archive, p, "r1", 1, "csv", second)
+    put_part(archive, p, "r1", 0, "parquet", first)
+    put_part(archive, p, "r1", 1, "csv", second)
     # two parts and two manifest writes, every one checked with the store's own checksum
     assert archive.verified_by == {STORE_CHECKSUM[scheme]: 4}
     table = archive.read_partition(p)
@@ -92,13 +79,6 @@ def test_json_and_missing_files(target: StoreTarget) -> None:
         archive.get_bytes("nothing/here.bin")
 
 
-class CorruptingArchive(Archive):
-    """Uploads one flipped byte: what a corrupted upload looks like to the verification."""
-
-    def _write(self, path: str, data: bytes) -> None:
-        super()._write(path, bytes([data[0] ^ 1]) + data[1:])
-
-
 def test_corrupted_upload_is_detected_and_removed(target: StoreTarget) -> None:
     good = _open(target)
     bad = CorruptingArchive(good.root_url, good.fs, good.root, good.protocol)
@@ -113,8 +93,8 @@ def test_corrupted_upload_is_detected_and_removed(target: StoreTarget) -> None:
 def test_verify_finds_altered_missing_and_orphan_files(target: StoreTarget) -> None:
     archive = _open(target)
     p = Partition("logs", DAY, layout.NO_MACHINE)
-    a = _put_part(archive, p, "r1", 0, "parquet", sample_table("logs"))
-    b = _put_part(archive, p, "r1", 1, "csv", sample_table("logs", 2))
+    a = put_part(archive, p, "r1", 0, "parquet", sample_table("logs"))
+    b = put_part(archive, p, "r1", 1, "csv", sample_table("logs", 2))
     assert archive.verify().ok
     fs = target.store.filesystem()  # behind the archive's back
     data = bytearray(encode(sample_table("logs"), "parquet"))
@@ -139,8 +119,8 @@ def test_prune_and_remove_run(target: StoreTarget) -> None:
     old = Partition("readings", cutoff - dt.timedelta(days=1), "m")
     kept = Partition("readings", cutoff, "m")
     for p in (old, kept):
-        _put_part(archive, p, "runA", 0, "parquet", sample_table("readings"))
-        _put_part(archive, p, "runB", 0, "csv", sample_table("readings", 2))
+        put_part(archive, p, "runA", 0, "parquet", sample_table("readings"))
+        put_part(archive, p, "runB", 0, "csv", sample_table("readings", 2))
     archive.put_bytes(layout.rejects_path("readings", "runA", 0), b'{"reason": "x"}\n')
 
     report = archive.prune(dt.timedelta(hours=36), now=now)

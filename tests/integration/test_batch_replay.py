@@ -240,6 +240,10 @@ def test_backfill_gives_back_the_archived_rows_and_twice_stores_nothing_twice(
         zip(source["machine_id"].to_pylist(), source["machine_type"].to_pylist(), strict=True)
     )
     assert types == src_types and len(types) == 10
+    # each machine registered once, with its archived type
+    registered = Counter(m for r in target.registered for m in r)
+    assert set(registered) == set(src_types) and set(registered.values()) == {1}
+    assert {m: t for r in target.registered for m, t in r.items()} == src_types
 
     # again: the stream's de-duplication (restored from the store) drops every reading
     again = StoreTarget(store, Settings())
@@ -379,6 +383,8 @@ def test_filters_and_days_across_midnight(
     assert report.last_ts is not None
     assert report.last_ts < midnight + dt.timedelta(seconds=50)
     assert_event_time_order(target.batches)
+    # both machines have readings on the first day: registered then, not again the next day
+    assert target.registered == [{"m-c": "centrifugal_pump", "m/b": "air_compressor"}]
     assert stored(store).equals(_key_table(want))
     assert {r["machine_id"]: r["machine_type"] for r in queries.machine_rows(store)} == {
         "m/b": "air_compressor",
@@ -434,6 +440,39 @@ def test_speed_paces_by_event_time_and_stop_ends_cleanly(
     assert report.wall_seconds < 2.0
 
 
+class StopAtFirstBatch(Sink):
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def send(self, batch: pa.Table) -> None:
+        super().send(batch)
+        self.stop.set()
+
+
+def test_stop_ends_the_replay_before_the_next_day_is_read(
+    tmp_path: Path, chdb_engine: ClickHouseStore
+) -> None:
+    midnight = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    table = synthetic({"m1": "centrifugal_pump"}, midnight - dt.timedelta(seconds=30), 60)
+    arch = archive_table(chdb_engine, table, tmp_path / "arch")
+    assert [d for d, _, _ in day_tables(arch)] == [dt.date(2026, 12, 5), dt.date(2026, 12, 6)]
+
+    stop = threading.Event()
+    sink = StopAtFirstBatch(stop)
+    report = replay(arch, target=sink, batch_rows=10, stop=stop)
+    assert report.stopped
+    assert sink.sent and [n for _, n in sink.sent] == [10]
+    assert report.rows_sent == report.batches * 10 == 10
+    assert (report.days, report.rows_read) == (1, 30)  # the second day was never read
+
+    stop = threading.Event()
+    stop.set()  # before the start: the first day is read, nothing is sent
+    report = replay(arch, target=Sink(), stop=stop)
+    assert report.stopped and report.rows_sent == report.batches == 0
+    assert (report.days, report.rows_read) == (1, 30)
+
+
 # -- Kafka -------------------------------------------------------------------------------------
 
 
@@ -480,6 +519,12 @@ def test_bus_target_publishes_raw_readings_as_the_sdk_does(
 
     registry = read_topic(kafka.bootstrap, topics.machines, quiet_s=2.0)
     assert {m.key().decode() for m in registry} == set(source["machine_id"].to_pylist())
+    announced = {m.key().decode(): json.loads(m.value()) for m in registry}
+    src_types = dict(
+        zip(source["machine_id"].to_pylist(), source["machine_type"].to_pylist(), strict=True)
+    )
+    assert {m: row["machine_type"] for m, row in announced.items()} == src_types
+    assert all(row["machine_id"] == m and row["name"] == m for m, row in announced.items())
 
 
 # -- the command ---------------------------------------------------------------------------------

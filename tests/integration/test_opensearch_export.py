@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ def _export(
 @pytest.fixture
 def name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+def test_a_second_handle_on_the_folder_finds_the_running_node(opensearch: OpenSearchNode) -> None:
+    """What `services opensearch status|stop` relies on: the pid file, checked through /proc."""
+    pid = opensearch.pid()
+    assert pid is not None
+    again = OpenSearchNode(opensearch.config)  # no child of its own: pid file + cmdline
+    assert again.pid() == pid
+    assert again.health() is not None
+    # a pid file naming that java process is not enough for a node in another folder
+    elsewhere = OpenSearchNode(replace(opensearch.config, dir=opensearch.config.dir / "other"))
+    elsewhere.config.dir.mkdir()
+    elsewhere.pid_path.write_text(f"{pid}\n")
+    assert elsewhere.pid() is None
 
 
 def test_pipeline_processors_on_formatter_lines(opensearch: OpenSearchNode, name: str) -> None:
@@ -103,8 +118,9 @@ def test_export_pages_through_everything_once(opensearch: OpenSearchNode, name: 
         loaded |= {f"{index}/{it['index']['_id']}" for it in answer["items"]}
     assert len(loaded) == 5000  # the pipeline's fingerprint ids are unique per line
 
-    src = ElasticSource.from_url(f"elasticsearch://{opensearch.url[7:]}/plantwatch-logs-{name}-*")
-    src.settle_s = 0
+    src = ElasticSource.from_url(
+        f"elasticsearch://{opensearch.url[7:]}/plantwatch-logs-{name}-*", settle_s=0
+    )
     began = time.perf_counter()
     rows, rejects, state, chunks = _export(src, None, 700)
     took = time.perf_counter() - began

@@ -7,7 +7,9 @@ import datetime as dt
 import hashlib
 import json
 import math
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -22,29 +24,12 @@ from plantwatch.batch.archive import (
     encode,
     file_entry,
 )
-from plantwatch.batch.archive_cli import add_parser, cmd, parse_duration
-from plantwatch.batch.layout import Partition
+from plantwatch.batch.archive_cli import add_parser, cmd
+from plantwatch.batch.layout import Partition, parse_span
 
-from archive_samples import DAY, T0, sample_table
+from archive_samples import DAY, T0, CorruptingArchive, put_part, sample_table
 
 MACHINE = "line 1/press ü"
-
-
-def _put_part(
-    archive: Archive,
-    p: Partition,
-    run_id: str = "r1",
-    chunk: int = 0,
-    fmt: str = "parquet",
-    table: pa.Table | None = None,
-) -> FileEntry:
-    table = sample_table(p.dataset) if table is None else table
-    name = layout.part_name(run_id, chunk, fmt)
-    data = encode(table, fmt)
-    archive.put_bytes(f"{p.path()}/{name}", data)
-    entry = file_entry(table, p.dataset, name, fmt, data, run_id)
-    archive.add_files(p, [entry])
-    return entry
 
 
 @pytest.fixture
@@ -95,8 +80,8 @@ def test_read_partition_round_trip(archive: Archive, dataset: str, fmt: str) -> 
     p = Partition(dataset, DAY, MACHINE)
     first = sample_table(dataset, 6)
     second = sample_table(dataset, 4, start=T0 + dt.timedelta(hours=2))
-    _put_part(archive, p, "r1", 0, fmt, first)
-    _put_part(archive, p, "r1", 1, fmt, second)
+    put_part(archive, p, "r1", 0, fmt, first)
+    put_part(archive, p, "r1", 1, fmt, second)
     table = archive.read_partition(p)
     assert table.schema.equals(layout.schema(dataset), check_metadata=True)
     assert table.equals(pa.concat_tables([first, second]))
@@ -132,8 +117,8 @@ def test_decode_rejects_foreign_files() -> None:
 
 def test_manifest_add_and_rewrite(archive: Archive) -> None:
     p = Partition("readings", DAY, "m-001")
-    late = _put_part(archive, p, "r2", 0, "csv", sample_table("readings", 2, T0))
-    early = _put_part(
+    late = put_part(archive, p, "r2", 0, "csv", sample_table("readings", 2, T0))
+    early = put_part(
         archive, p, "r1", 3, "parquet", sample_table("readings", 3, T0 - dt.timedelta(hours=1))
     )
     manifest = archive.manifest(p)
@@ -155,7 +140,7 @@ def test_manifest_add_and_rewrite(archive: Archive) -> None:
     assert [f["name"] for f in manifest["files"]] == [early.name, late.name]  # sorted
     assert FileEntry.from_json(manifest["files"][1]) == late
     # a file added again under the same name replaces its entry; totals are recomputed
-    _put_part(archive, p, "r2", 0, "csv", sample_table("readings", 1, T0))
+    put_part(archive, p, "r2", 0, "csv", sample_table("readings", 1, T0))
     manifest = archive.manifest(p)
     assert manifest is not None
     assert manifest["rows"] == 4 and len(manifest["files"]) == 2
@@ -181,8 +166,8 @@ def test_partitions_filters(archive: Archive) -> None:
     days = [DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)]
     for day in days:
         for machine in (MACHINE, layout.NO_MACHINE):
-            _put_part(archive, Partition("readings", day, machine))
-    _put_part(archive, Partition("logs", DAY, "m-1"))
+            put_part(archive, Partition("readings", day, machine))
+    put_part(archive, Partition("logs", DAY, "m-1"))
     assert Path(
         archive.root, "readings", "date=2026-12-05", "machine_id=line%201%2Fpress%20%C3%BC"
     ).is_dir()
@@ -202,7 +187,7 @@ def test_partitions_filters(archive: Archive) -> None:
 
 def test_altered_files_are_detected(archive: Archive) -> None:
     p = Partition("readings", DAY, MACHINE)
-    entry = _put_part(archive, p)
+    entry = put_part(archive, p)
     path = Path(archive.root) / p.path() / entry.name
     assert archive.verify().ok
     data = bytearray(path.read_bytes())
@@ -222,7 +207,7 @@ def test_altered_files_are_detected(archive: Archive) -> None:
 
 def test_orphans_are_reported(archive: Archive) -> None:
     p = Partition("features", DAY, "m-1")
-    _put_part(archive, p, "r1", 0)
+    put_part(archive, p, "r1", 0)
     archive.put_bytes(
         f"{p.path()}/part-r2-00000.parquet", encode(sample_table("features"), "parquet")
     )
@@ -238,13 +223,6 @@ def test_orphans_are_reported(archive: Archive) -> None:
     assert archive.partitions("features") == [p]  # a folder without a manifest is no partition
 
 
-class CorruptingArchive(Archive):
-    """Writes one flipped byte: what a corrupted upload looks like to the verification."""
-
-    def _write(self, path: str, data: bytes) -> None:
-        super()._write(path, bytes([data[0] ^ 1]) + data[1:])
-
-
 def test_upload_verification_deletes_a_bad_write(tmp_path: Path) -> None:
     good = Archive.open(str(tmp_path))
     bad = CorruptingArchive(good.root_url, good.fs, good.root, good.protocol)
@@ -255,13 +233,50 @@ def test_upload_verification_deletes_a_bad_write(tmp_path: Path) -> None:
     assert bad.verified_by == {"sha256-readback": 1}
 
 
+class CountingArchive(Archive):
+    """Counts reads (by relative path) and listings."""
+
+    def __init__(self, root_url: str, fs: Any, root: str, protocol: str) -> None:
+        super().__init__(root_url, fs, root, protocol)
+        self.reads: Counter[str] = Counter()
+        self.listings = 0
+
+    def _read(self, path: str) -> bytes:
+        self.reads[self._rel(path)] += 1
+        return super()._read(path)
+
+    def _find(self, prefix: str) -> dict[str, int]:
+        self.listings += 1
+        return super()._find(prefix)
+
+
+def test_reads_and_listings_are_not_repeated(tmp_path: Path) -> None:
+    good = Archive.open(str(tmp_path))
+    archive = CountingArchive(good.root_url, good.fs, good.root, good.protocol)
+    p = Partition("readings", DAY, "m-1")
+    put_part(archive, p, "r1", 0)
+    put_part(archive, p, "r1", 1, "csv")
+    archive.put_bytes(layout.rejects_path("readings", "r1", 0), b"{}\n")
+    archive.reads.clear()
+    assert archive.read_partition(p).num_rows == 12
+    assert archive.reads == {  # the manifest once, each part once
+        p.manifest_path(): 1,
+        f"{p.path()}/part-r1-00000.parquet": 1,
+        f"{p.path()}/part-r1-00001.csv": 1,
+    }
+    archive.listings = 0
+    assert archive.remove_run("r1") == 3
+    assert archive.listings == 1  # one listing covers every dataset and the rejects
+    assert archive.list("") == []
+
+
 def test_remove_run_removes_only_that_run_and_chunk(archive: Archive) -> None:
     p1 = Partition("readings", DAY, "m-1")
     p2 = Partition("logs", DAY, layout.NO_MACHINE)
     for p in (p1, p2):
-        _put_part(archive, p, "runA", 0)
-        _put_part(archive, p, "runA", 1, "csv")
-        _put_part(archive, p, "runB", 0)
+        put_part(archive, p, "runA", 0)
+        put_part(archive, p, "runA", 1, "csv")
+        put_part(archive, p, "runB", 0)
     archive.put_bytes(f"{p1.path()}/part-runA-00002.parquet", b"crashed before the manifest")
     archive.put_bytes(layout.rejects_path("logs", "runA", 1), b"{}\n")
     archive.put_bytes(layout.rejects_path("logs", "runA", 2), b"{}\n")
@@ -292,8 +307,8 @@ def test_prune_boundaries(archive: Archive) -> None:
     now = dt.datetime(2026, 12, 5, 0, 30, tzinfo=dt.UTC)
     cutoff = dt.date(2026, 11, 5)  # (now - 30d).date()
     for days in (-2, -1, 0, 1):
-        _put_part(archive, Partition("readings", cutoff + dt.timedelta(days=days), "m"))
-    _put_part(archive, Partition("logs", cutoff - dt.timedelta(days=5), "m"))
+        put_part(archive, Partition("readings", cutoff + dt.timedelta(days=days), "m"))
+    put_part(archive, Partition("logs", cutoff - dt.timedelta(days=5), "m"))
     orphan_only = Partition("readings", cutoff - dt.timedelta(days=9), "m")
     archive.put_bytes(f"{orphan_only.path()}/part-x-00000.csv", b"abc")
 
@@ -335,13 +350,13 @@ def test_prune_boundaries(archive: Archive) -> None:
     ],
 )
 def test_parse_duration(text: str, expected: dt.timedelta) -> None:
-    assert parse_duration(text) == expected
+    assert parse_span(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "d", "10", "1y", "-5d", "0d", "1.5h", "5 days"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a span"):
-        parse_duration(text)
+        parse_span(text)
 
 
 def _cli(*argv: str) -> int:
@@ -353,8 +368,8 @@ def _cli(*argv: str) -> int:
 def test_cli(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
     old = Partition("readings", dt.date(2020, 1, 1), "m-1")
     recent = Partition("readings", dt.datetime.now(dt.UTC).date(), "m-1")
-    _put_part(archive, old)
-    _put_part(archive, recent)
+    put_part(archive, old)
+    put_part(archive, recent)
     at = ["--at", archive.root_url]
     assert _cli("ls", *at) == 0
     out = capsys.readouterr().out

@@ -18,7 +18,7 @@ import pytest
 
 from plantwatch.alert.alarms import Alarm, AlarmEvent
 from plantwatch.alert.service import log_alarm_events
-from plantwatch.core.errors import InvalidReadingError
+from plantwatch.core.errors import ConfigError, InvalidReadingError
 from plantwatch.core.logs import (
     CONSOLE_FORMAT,
     ECS_VERSION,
@@ -307,8 +307,11 @@ def test_two_instances_write_two_files_and_one_live_file_has_one_writer(
 
 
 def test_bad_names_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="instance name"):
+    with pytest.raises(ConfigError, match="instance name"):
         EcsFileHandler(tmp_path, "svc", instance="../x")
+    with pytest.raises(ConfigError, match="service name"):
+        EcsFileHandler(tmp_path, "a/b")
+    assert list(tmp_path.iterdir()) == []  # nothing created for a refused name
 
 
 # -- configure_logging and the settings ----------------------------------------------------------
@@ -453,8 +456,18 @@ def test_the_edge_client_logs_rejections_and_transport_outages(
     codes = [x["event.code"] for x in events]
     assert codes.count("sdk.transport.unavailable") == 1
     assert codes.count("sdk.transport.recovered") == 1
+    # accepted readings and successful sends log nothing of their own (the hot path)
+    assert set(codes) == {
+        "sdk.reading.rejected",
+        "sdk.transport.unavailable",
+        "sdk.transport.recovered",
+    }
+    down = next(x for x in events if x["event.code"] == "sdk.transport.unavailable")
+    assert down["plantwatch.reason"] == "TransportUnavailable" and down["log.level"] == "info"
+    assert "plantwatch.retries" not in down and "plantwatch.down_s" not in down
     recovered = next(x for x in events if x["event.code"] == "sdk.transport.recovered")
     assert recovered["plantwatch.retries"] == 2
+    assert recovered["plantwatch.down_s"] >= 0 and "plantwatch.reason" not in recovered
 
 
 def test_the_spool_logs_full_and_dropped(

@@ -51,6 +51,7 @@ from plantwatch.batch.archive_codec import (
     ArchiveError,
     ChecksumMismatchError,
     FileEntry,
+    checksums,
     decode,
     encode,
     file_entry,
@@ -106,9 +107,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    def of_kind(self, kind: str) -> list[Problem]:
-        return [p for p in self.problems if p.kind == kind]
 
 
 def _env_endpoint() -> str | None:
@@ -215,8 +213,7 @@ class Archive:
 
     def put_bytes(self, rel_path: str, data: bytes) -> tuple[str, str]:
         """Write ``data`` (replacing any file there), verify it, return ``(sha256, md5)``."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        sha256, md5 = checksums(data)
         path = self._abs(rel_path)
         with self._errors("write", rel_path):
             self._write(path, data)
@@ -293,15 +290,24 @@ class Archive:
             return False
         return True
 
+    def _delete_file(self, rel_path: str) -> bool:
+        """Delete one file; False when it was not there."""
+        with self._errors("delete", rel_path):
+            return self._remove(self._abs(rel_path))
+
+    def _get(self, rel_path: str) -> bytes | None:
+        """The file's bytes, None when there is no such file."""
+        with self._errors("read", rel_path):
+            try:
+                return self._read(self._abs(rel_path))
+            except FileNotFoundError:
+                return None
+
     def get_bytes(self, rel_path: str) -> bytes:
-        path = self._abs(rel_path)
-        try:
-            with self._errors("read", rel_path):
-                return self._read(path)
-        except ArchiveError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                raise ArchiveError(f"no file {self._url(rel_path)} in the archive") from exc
-            raise
+        data = self._get(rel_path)
+        if data is None:
+            raise ArchiveError(f"no file {self._url(rel_path)} in the archive")
+        return data
 
     def exists(self, rel_path: str) -> bool:
         path = self._abs(rel_path)
@@ -314,8 +320,7 @@ class Archive:
     def delete(self, rel_paths: Sequence[str]) -> None:
         """Delete files; a file that is not there is fine."""
         for rel in rel_paths:
-            with self._errors("delete", rel):
-                self._remove(self._abs(rel))
+            self._delete_file(rel)
         if self.local:
             self._drop_empty_folders({posixpath.dirname(r.strip("/")) for r in rel_paths})
 
@@ -350,14 +355,9 @@ class Archive:
 
     def read_json(self, rel_path: str) -> Any | None:
         """The JSON document at ``rel_path``, None when there is no such file."""
-        path = self._abs(rel_path)
-        try:
-            with self._errors("read", rel_path):
-                data = self._read(path)
-        except ArchiveError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                return None
-            raise
+        data = self._get(rel_path)
+        if data is None:
+            return None
         try:
             return json.loads(data)
         except ValueError as exc:
@@ -372,15 +372,7 @@ class Archive:
     def _scan(self, dataset: str) -> dict[Partition, dict[str, int]]:
         """Every partition folder of ``dataset`` with ``{file name: size}`` of its files."""
         layout.schema(dataset)
-        found: dict[Partition, dict[str, int]] = {}
-        for rel, size in self._find(dataset).items():
-            folder, name = posixpath.split(rel)
-            try:
-                p = Partition.parse(folder)
-            except layout.LayoutError:
-                continue
-            found.setdefault(p, {})[name] = size
-        return found
+        return _by_partition(self._find(dataset))
 
     def partitions(
         self,
@@ -410,7 +402,10 @@ class Archive:
 
     def entries(self, p: Partition) -> builtins.list[FileEntry]:
         """The files the partition's manifest lists (none without a manifest)."""
-        obj = self.manifest(p)
+        return self._entries_of(p, self.manifest(p))
+
+    def _entries_of(self, p: Partition, obj: dict[str, Any] | None) -> builtins.list[FileEntry]:
+        """The file entries of ``obj``, the partition's manifest (None: no manifest)."""
         if obj is None:
             return []
         try:
@@ -457,36 +452,32 @@ class Archive:
                 parsed is not None and parsed[0] == run_id and (chunk is None or parsed[1] == chunk)
             )
 
+        found = self._find("")  # one listing for every dataset and the rejects
         removed = 0
-        for dataset in layout.DATASETS:
-            for p, names in self._scan(dataset).items():
-                doomed = [n for n in names if ours(layout.parse_part_name(n))]
-                listed = self.entries(p) if layout.MANIFEST in names else []
-                kept = [e for e in listed if not ours(layout.parse_part_name(e.name))]
-                if len(kept) != len(listed):
-                    self._write_manifest(p, kept)
-                for name in doomed:
-                    with self._errors("delete", f"{p.path()}/{name}"):
-                        removed += self._remove(self._abs(f"{p.path()}/{name}"))
-                if doomed and self.local:
-                    self._drop_empty_folders([p.path()])
-        rejects = [
-            rel
-            for rel in self._find(layout.REJECTS)
-            if ours(_rejects_name(posixpath.basename(rel)))
-        ]
-        for rel in rejects:
-            with self._errors("delete", rel):
-                removed += self._remove(self._abs(rel))
+        for p, names in _by_partition(found).items():
+            doomed = [n for n in names if ours(layout.parse_part_name(n))]
+            listed = self.entries(p) if layout.MANIFEST in names else []
+            kept = [e for e in listed if not ours(layout.parse_part_name(e.name))]
+            if len(kept) != len(listed):
+                self._write_manifest(p, kept)
+            for name in doomed:
+                removed += self._delete_file(f"{p.path()}/{name}")
+            if doomed and self.local:
+                self._drop_empty_folders([p.path()])
+        rejects = f"{layout.REJECTS}/"
+        for rel in found:
+            if rel.startswith(rejects) and ours(_rejects_name(posixpath.basename(rel))):
+                removed += self._delete_file(rel)
         return removed
 
     def read_partition(self, p: Partition) -> pa.Table:
         """Every file of the partition's manifest, checked against its sha256, as one table in
         the dataset's schema."""
-        if self.manifest(p) is None:
+        obj = self.manifest(p)
+        if obj is None:
             raise ArchiveError(f"no manifest at {self._url(p.manifest_path())}")
         tables = []
-        for e in self.entries(p):
+        for e in self._entries_of(p, obj):
             rel = f"{p.path()}/{e.name}"
             data = self.get_bytes(rel)
             actual = hashlib.sha256(data).hexdigest()
@@ -570,6 +561,20 @@ class Archive:
                         rel = f"{p.path()}/{name}"
                         report.problems.append(Problem("orphan", rel, "no manifest lists it"))
         return report
+
+
+def _by_partition(found: Mapping[str, int]) -> dict[Partition, dict[str, int]]:
+    """``{rel path: size}`` grouped by partition folder as ``{file name: size}``; files outside
+    a partition folder are left out."""
+    grouped: dict[Partition, dict[str, int]] = {}
+    for rel, size in found.items():
+        folder, name = posixpath.split(rel)
+        try:
+            p = Partition.parse(folder)
+        except layout.LayoutError:
+            continue
+        grouped.setdefault(p, {})[name] = size
+    return grouped
 
 
 def _rejects_name(name: str) -> tuple[str, int] | None:

@@ -14,31 +14,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 from typing import Any
 
 from plantwatch.batch import layout
 from plantwatch.batch.archive import Archive
 from plantwatch.core.settings import Settings
 
-_SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``365d``, ``12h``, ``30m``, ``2w``, ``90s`` as a timedelta (> 0)."""
-    m = _SPAN.match(text)
-    if m is None or int(m.group(1)) == 0:
-        raise ValueError(
-            f"{text!r} is not a span: write a whole number > 0 and a unit s, m, h, d or w "
-            "(30m, 12h, 365d, 2w)"
-        )
-    return dt.timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
-
 
 def _span(text: str) -> dt.timedelta:
     try:
-        return parse_duration(text)
+        return layout.parse_span(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

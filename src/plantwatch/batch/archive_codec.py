@@ -79,8 +79,12 @@ class FileEntry:
 _CSV_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # %S of a ms timestamp carries ".123"
 
 
-def _ms_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.cast(column, layout.TS)
+def checksums(data: bytes) -> tuple[str, str]:
+    """``(sha256, md5)`` of ``data`` as hex: what manifests record and uploads are checked by."""
+    return (
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+    )
 
 
 def encode(table: pa.Table, fmt: str) -> bytes:
@@ -93,7 +97,7 @@ def encode(table: pa.Table, fmt: str) -> bytes:
     columns = []
     for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
-            column = pc.strftime(_ms_utc(column), format=_CSV_TS_FORMAT)
+            column = pc.strftime(pc.cast(column, layout.TS), format=_CSV_TS_FORMAT)
         columns.append(column)
     text = pa.Table.from_arrays(columns, names=table.column_names)
     pacsv.write_csv(text, buf, pacsv.WriteOptions(include_header=True, delimiter=","))
@@ -143,17 +147,27 @@ def time_range(table: pa.Table, dataset: str) -> tuple[str | None, str | None]:
 
 
 def file_entry(
-    table: pa.Table, dataset: str, name: str, fmt: str, data: bytes, run_id: str
+    table: pa.Table,
+    dataset: str,
+    name: str,
+    fmt: str,
+    data: bytes,
+    run_id: str,
+    *,
+    digests: tuple[str, str] | None = None,
 ) -> FileEntry:
-    """The manifest entry of a part file holding ``table`` encoded as ``data``."""
+    """The manifest entry of a part file holding ``table`` encoded as ``data``. ``digests`` is
+    ``(sha256, md5)`` of ``data`` when already known (what :meth:`Archive.put_bytes` returns),
+    so the bytes are not hashed again."""
     low, high = time_range(table, dataset)
+    sha256, md5 = checksums(data) if digests is None else digests
     return FileEntry(
         name=name,
         format=layout.check_format(fmt),
         rows=table.num_rows,
         bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        sha256=sha256,
+        md5=md5,
         min_ts=low,
         max_ts=high,
         run_id=run_id,

@@ -159,7 +159,7 @@ class Exporter:
                     f"checkpoint {self.checkpoint!r} belongs to {saved.get(key)!r}, not {mine!r}:"
                     " give this export another --checkpoint name"
                 )
-        if getattr(self.source, "range_bound", True) and saved.get("range", span) != span:
+        if self.source.range_bound and saved.get("range", span) != span:
             raise ExportError(
                 f"checkpoint {self.checkpoint!r} follows --since {saved['range']['since']} "
                 f"--until {saved['range']['until']}: its cursor is the time rows were stored, so "
@@ -246,10 +246,9 @@ class Exporter:
         name = layout.part_name(run_id, number, self.fmt)
         for partition, rows in split_partitions(chunk.table, dataset):
             data = encode(rows, self.fmt)
-            self.archive.put_bytes(f"{partition.path()}/{name}", data)
-            self.archive.add_files(
-                partition, [file_entry(rows, dataset, name, self.fmt, data, run_id)]
-            )
+            digests = self.archive.put_bytes(f"{partition.path()}/{name}", data)
+            entry = file_entry(rows, dataset, name, self.fmt, data, run_id, digests=digests)
+            self.archive.add_files(partition, [entry])
             report.rows += rows.num_rows
             report.files += 1
             report.bytes += len(data)

@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote
 
 import pyarrow as pa
 
+from plantwatch.core.clock import iso_ms as iso_ms  # the archive writes instants this way
 from plantwatch.core.errors import PlantwatchError
 
 SCHEMA_VERSION = 1
@@ -259,24 +260,28 @@ def checkpoint_path(name: str) -> str:
     return f"{CHECKPOINTS}/{name}.json"
 
 
-def iso_ms(value: dt.datetime) -> str:
-    """``2026-12-05T06:30:00.123Z``: the archive's one text form of an instant."""
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+_SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_AGO_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+def parse_span(text: str) -> dt.timedelta:
+    """``90s``, ``30m``, ``12h``, ``365d``, ``2w`` as a timedelta (a whole number > 0 and a unit);
+    raises ValueError saying how to write one."""
+    m = _SPAN.match(text)
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(
+            f"{text!r} is not a span: write a whole number > 0 and a unit s, m, h, d or w "
+            "(30m, 12h, 365d, 2w)"
+        )
+    return dt.timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
 
 
 def parse_instant(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     """An instant from ISO 8601 (``2026-12-05``, ``2026-12-05T06:00:00Z``; no zone means UTC)
     or a span back from now (``90m``, ``24h``, ``7d``, ``2w``)."""
     s = text.strip()
-    ago = _AGO.match(s)
-    if ago is not None:
-        now = now or dt.datetime.now(dt.UTC)
-        return now - dt.timedelta(seconds=float(ago.group(1)) * _AGO_S[ago.group(2)])
+    if _SPAN.match(s):
+        return (now or dt.datetime.now(dt.UTC)) - parse_span(s)
     try:
         t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:

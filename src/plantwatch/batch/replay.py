@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -56,7 +57,7 @@ from plantwatch.bus.memory import MemoryBus
 from plantwatch.core.clock import Clock, WallClock
 from plantwatch.core.codec import ARROW, encode_arrow
 from plantwatch.core.errors import ConfigError, PlantwatchError
-from plantwatch.core.reading import READING_SCHEMA, SCHEMA_VERSION
+from plantwatch.core.reading import SCHEMA_VERSION, conform
 from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.store import migrate, queries
@@ -83,8 +84,6 @@ class ReplayError(PlantwatchError):
 
 class ReadingsArchive(Protocol):
     """What replay needs of :class:`plantwatch.batch.archive.Archive`."""
-
-    root_url: str
 
     def partitions(
         self,
@@ -182,10 +181,9 @@ def day_tables(
     by_day: dict[dt.date, list[layout.Partition]] = {}
     for p in parts:
         by_day.setdefault(p.date, []).append(p)
-    schema = layout.schema(DATASET)
     for day in sorted(by_day):
-        tables = [archive.read_partition(p) for p in by_day[day]]  # in the dataset's schema
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        # each in the dataset's schema; a day in by_day has at least one partition
+        table = pa.concat_tables([archive.read_partition(p) for p in by_day[day]])
         read = table.num_rows
         table = _select(table, since, until, wanted)
         if table.num_rows:
@@ -199,30 +197,21 @@ def _select(
     until: dt.datetime | None,
     machines: Sequence[str] | None,
 ) -> pa.Table:
-    mask: Any = None
-
-    def both(cond: Any) -> Any:
-        return cond if mask is None else pc.and_(mask, cond)
-
     ts = table.column("ts")
+    conds: list[Any] = []
     if since is not None:
-        mask = both(pc.greater_equal(ts, pa.scalar(since, layout.TS)))
+        conds.append(pc.greater_equal(ts, pa.scalar(since, layout.TS)))
     if until is not None:
-        mask = both(pc.less(ts, pa.scalar(until, layout.TS)))
+        conds.append(pc.less(ts, pa.scalar(until, layout.TS)))
     if machines is not None:
-        mask = both(pc.is_in(table.column("machine_id"), pa.array(machines, pa.string())))
-    return table if mask is None else table.filter(mask)
+        conds.append(pc.is_in(table.column("machine_id"), pa.array(machines, pa.string())))
+    return table.filter(functools.reduce(pc.and_, conds)) if conds else table
 
 
 def raw_readings(table: pa.Table) -> pa.Table:
     """Archived (processed) readings as raw readings for the bus (``READING_SCHEMA``)."""
-    cols = []
-    for f in READING_SCHEMA:
-        if f.name == "schema_version":
-            cols.append(pa.array(np.full(table.num_rows, SCHEMA_VERSION, np.uint8)))
-        else:
-            cols.append(pc.cast(table.column(f.name), f.type))
-    return pa.Table.from_arrays(cols, schema=READING_SCHEMA)
+    version = pa.array(np.full(table.num_rows, SCHEMA_VERSION, np.uint8))
+    return conform(table.append_column("schema_version", version))
 
 
 def _batches(ts_ms: np.ndarray[Any, Any], batch_rows: int, span_ms: int | None) -> Iterator[slice]:
@@ -282,7 +271,7 @@ def replay(
     for _day, read, table in day_tables(archive, since=since, until=until, machines=machines):
         report.days += 1
         report.rows_read += read
-        if stop.is_set():
+        if stop.is_set():  # set before the first day or during an empty one
             break
         if not table.num_rows:
             continue
@@ -295,11 +284,11 @@ def replay(
         if first_ms is None:
             first_ms = int(ts[0])
         for rows in _batches(ts, batch_rows, span_ms):
+            wait_s = 0.0
             if speed is not None:
                 due = started + (int(ts[rows.stop - 1]) - first_ms) / 1000.0 / speed
-                if stop.wait(max(0.0, due - time.monotonic())):
-                    break
-            elif stop.is_set():
+                wait_s = max(0.0, due - time.monotonic())
+            if stop.wait(wait_s):
                 break
             batch = table.slice(rows.start, rows.stop - rows.start)
             target.send(raw_readings(batch))
@@ -308,6 +297,8 @@ def replay(
             report.first_ts = report.first_ts or _from_ms(int(ts[rows.start]))
             report.last_ts = _from_ms(int(ts[rows.stop - 1]))
         report.machines.update(types)
+        if stop.is_set():  # before the next day is read: it would not be replayed
+            break
     report.stopped = stop.is_set()
     target.finish()  # after a stop too: what was sent is delivered or stored
     report.wall_seconds = time.monotonic() - started
@@ -389,8 +380,13 @@ class BusTarget:
         for machine_id, machine_type in sorted(machines.items()):
             if machine_id in self._known:
                 continue
-            row = {"machine_id": machine_id, "machine_type": machine_type, "line": ""}
-            row["site"], row["name"] = "", machine_id
+            row = {
+                "machine_id": machine_id,
+                "machine_type": machine_type,
+                "line": "",
+                "site": "",
+                "name": machine_id,
+            }
             self.bus.publish(
                 self.topics.machines, json.dumps(row).encode(), key=machine_id.encode()
             )
@@ -473,6 +469,7 @@ class StoreTarget:
         )
         self.restored = self.runner.restore()
         self.registered: list[str] = []
+        self._stored: dict[str, dict[str, str]] | None = None  # the registry, read once
 
     def describe(self) -> str:
         caps = self.store.capabilities
@@ -480,7 +477,9 @@ class StoreTarget:
         return f"{where} {self.store.database}"
 
     def register(self, machines: Mapping[str, str]) -> None:
-        stored = {r["machine_id"]: r for r in queries.machine_rows(self.store)}
+        if self._stored is None:
+            self._stored = {r["machine_id"]: r for r in queries.machine_rows(self.store)}
+        stored = self._stored
         rows = []
         for machine_id, machine_type in sorted(machines.items()):
             have = stored.get(machine_id)
@@ -497,7 +496,12 @@ class StoreTarget:
         self.pipeline.register_machines(rows)
         new = [r for r in rows if r["machine_id"] not in stored]
         queries.register_machines(self.store, new)
+        stored.update((r["machine_id"], r) for r in new)
         self.registered += [r["machine_id"] for r in new]
+
+    def _drain(self) -> None:
+        while self.runner.step(timeout=0.0):
+            pass
 
     def send(self, batch: pa.Table) -> None:
         self.bus.publish(
@@ -505,12 +509,10 @@ class StoreTarget:
             encode_arrow(batch),
             headers={"content-type": ARROW, "count": str(batch.num_rows)},
         )
-        while self.runner.step(timeout=0.0):
-            pass
+        self._drain()
 
     def finish(self) -> None:
-        while self.runner.step(timeout=0.0):
-            pass
+        self._drain()
         self.runner.finish()
 
     def summary(self) -> dict[str, Any]:

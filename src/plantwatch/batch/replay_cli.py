@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from plantwatch.batch.layout import LayoutError, parse_instant
+from plantwatch.cliargs import positive, speed, stop_on_signals
 from plantwatch.core.errors import ConfigError
 from plantwatch.core.settings import Settings
 
@@ -33,28 +31,6 @@ def _time(text: str) -> dt.datetime:
         return parse_instant(text)
     except LayoutError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _speed(text: str) -> float | None:
-    if text == "max":
-        return None
-    try:
-        speed = float(text)
-    except ValueError:
-        speed = 0.0
-    if not speed > 0:
-        raise argparse.ArgumentTypeError(f"--speed takes a number > 0 or 'max', got {text!r}")
-    return speed
-
-
-def _rows(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return n
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -84,36 +60,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--speed",
-        type=_speed,
+        type=speed,
         default=None,
         metavar="X|max",
         help="event-time seconds per wall second, or 'max' (default: as fast as possible)",
     )
     p.add_argument(
-        "--batch-rows", type=_rows, default=50_000, metavar="N", help="readings per batch"
+        "--batch-rows", type=positive(int), default=50_000, metavar="N", help="readings per batch"
     )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--bus", metavar="URL", help="kafka://host:port: the raw topic")
     target.add_argument("--store", metavar="URL", help="chdb:///abs/dir or http(s)://host:port")
     target.add_argument("--data-dir", type=Path, metavar="DIR", help="a plantwatch data folder")
     return p
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    stop = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    old = signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, old[0])
-        signal.signal(signal.SIGTERM, old[1])
 
 
 def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -136,18 +95,13 @@ def cmd(args: argparse.Namespace, settings: Settings | None = None) -> int:
                 lock, store = claim_store(settings.model_copy(update={"data_dir": args.data_dir}))
                 cleanup.callback(lock.release)
             else:
-                from plantwatch.store import open_store
+                from plantwatch.store import open_configured
 
-                store = open_store(
-                    args.store,
-                    database=settings.database,
-                    user=settings.clickhouse_user,
-                    password=settings.clickhouse_password.get_secret_value(),
-                )
+                store = open_configured(settings.model_copy(update={"store_url": args.store}))
             cleanup.callback(store.close)
             target = StoreTarget(store, settings)
         cleanup.callback(target.close)
-        stop = cleanup.enter_context(_stop_on_signals())
+        stop = cleanup.enter_context(stop_on_signals())
         report = replay(
             archive,
             target=target,

@@ -110,3 +110,10 @@ class SimulatedClock:
             time.sleep(delay)
             return True
         return not stop.wait(delay)
+
+
+def iso_ms(value: datetime) -> str:
+    """``2026-12-05T06:30:00.123Z``: an instant as text, in UTC to the millisecond (a naive
+    datetime is taken as UTC). Logs and the archive write instants this way."""
+    t = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -46,6 +46,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from plantwatch.core.clock import iso_ms
 from plantwatch.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -134,8 +135,7 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None  # NaN is not JSON
     if isinstance(v, datetime):
-        t = v if v.tzinfo else v.replace(tzinfo=UTC)
-        return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_ms(v)
     if isinstance(v, list | tuple):
         return [_json_value(x) for x in v]
     if isinstance(v, os.PathLike):

@@ -351,7 +351,7 @@ class EdgeClient(TypedHelpers):
                         cursor = entry.entry_id
                         backoff = 0.0
                         if down_since is not None:
-                            self._transport_event(False, None, failures, now - down_since)
+                            self._transport_recovered(failures, now - down_since)
                             down_since, failures = None, 0
                         with self._stats_lock:
                             self._sent += 1
@@ -362,7 +362,7 @@ class EdgeClient(TypedHelpers):
                     self._failed(exc, f"sending the spool entry after {cursor}", backoff)
                     if down_since is None:
                         down_since = now
-                        self._transport_event(True, exc, 0, 0.0)
+                        self._transport_down(exc)
                     failures += 1
                     backoff = self.backoff.after(backoff)
                     retry_at = now + backoff
@@ -380,24 +380,29 @@ class EdgeClient(TypedHelpers):
         level = logging.WARNING if backoff == 0.0 else logging.DEBUG  # once per failure streak
         _log.log(level, "edge client: %s failed: %s (will retry)", doing, exc)
 
-    def _transport_event(
-        self, down: bool, exc: Exception | None, retries: int, down_s: float
-    ) -> None:
-        if down:
-            code, level = "sdk.transport.unavailable", logging.INFO  # _failed warns already
-            msg = f"edge client: the transport cannot take entries ({exc}); retrying with backoff"
-        else:
-            code, level = "sdk.transport.recovered", logging.INFO
-            msg = f"edge client: the transport takes entries again after {down_s:.1f}s"
+    @staticmethod
+    def _transport_down(exc: Exception) -> None:
+        """The event for the first failed send of a streak (at INFO: ``_failed`` warns)."""
         sensor_event(
             _log,
-            level,
-            code,
-            msg,
+            logging.INFO,
+            "sdk.transport.unavailable",
+            f"edge client: the transport cannot take entries ({exc}); retrying with backoff",
             machine_id=None,
-            retries=retries if not down else None,
-            down_s=round(down_s, 3) if not down else None,
-            reason=type(exc).__name__ if exc is not None else None,
+            reason=type(exc).__name__,
+        )
+
+    @staticmethod
+    def _transport_recovered(retries: int, down_s: float) -> None:
+        """The event for the first successful send after a streak of ``retries`` failures."""
+        sensor_event(
+            _log,
+            logging.INFO,
+            "sdk.transport.recovered",
+            f"edge client: the transport takes entries again after {down_s:.1f}s",
+            machine_id=None,
+            retries=retries,
+            down_s=round(down_s, 3),
         )
 
     def _on_ack(self, entry_id: int) -> None:

@@ -135,10 +135,18 @@ def _variables(
     return b
 
 
-def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
-    return (
+def _base(
+    bd: _Board,
+    title: str,
+    description: str,
+    *,
+    machine_multi: bool | None = None,
+) -> dashboard.Dashboard:
+    """A plantwatch dashboard; with ``machine_multi`` set, also the site, line and machine
+    variables (and kind, for one machine), their queries first in ``bd.queries``."""
+    b = (
         dashboard.Dashboard(title)
-        .uid(uid)
+        .uid(bd.uid)
         .description(description)
         .tags(["plantwatch"])
         .editable()
@@ -147,6 +155,11 @@ def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
         .refresh("30s")
         .tooltip(dm.DashboardCursorSync.CROSSHAIR)
     )
+    if machine_multi is None:
+        return b
+    queries = variable_queries(bd.uid, bd.db, machine_multi=machine_multi)
+    bd.queries[:0] = queries
+    return _variables(b, queries, machine_multi=machine_multi)
 
 
 def _ts(title: str, q: PanelQuery, *, unit: str = "", w: int = 12, h: int = 8) -> timeseries.Panel:
@@ -276,13 +289,12 @@ ORDER BY ts DESC LIMIT 200""",
         ("time", "rule", "state", "severity", "machine", "sensor", "message"),
     )
     b = _base(
-        bd.uid,
+        bd,
         "Plant overview",
         "Every machine's health (its worst active alarm), active alarms by severity, data "
         "freshness and the ingest rate.",
+        machine_multi=True,
     )
-    bd.queries[:0] = variable_queries(bd.uid, db, machine_multi=True)
-    b = _variables(b, bd.queries[:3], machine_multi=True)
     b = b.with_panel(
         _table("Machines", machines, w=16, h=10).description(
             "health: the most severe active alarm (ok: none); seconds since data: to the end "
@@ -387,13 +399,12 @@ WHERE machine_id = '${machine}' AND created_at <= $__toTime
         ("time", "timeEnd", "text", "tags"),
     )
     b = _base(
-        bd.uid,
+        bd,
         "Machine detail",
         "Every sensor of one machine by kind, with the rules' limits (dashed) and the anomaly "
         "score (right axis); alarms as annotations; the latest window features.",
+        machine_multi=False,
     )
-    bd.queries[:0] = variable_queries(bd.uid, db, machine_multi=False)
-    b = _variables(b, bd.queries[:4], machine_multi=False)
     b = b.annotation(
         dashboard.AnnotationQuery()
         .name("Alarms")
@@ -496,14 +507,13 @@ ORDER BY created_at DESC LIMIT 200""",
         ("since", "rule", "machine", "sensor", "severity", "ack", "message"),
     )
     b = _base(
-        bd.uid,
+        bd,
         "Sensor health",
         "Sensors that cannot be trusted: stuck (identical readings), silent, out of physical "
         "range, late; dead letters by reason (readings of unknown machines count for every "
         "selection).",
+        machine_multi=True,
     )
-    bd.queries[:0] = variable_queries(bd.uid, db, machine_multi=True)
-    b = _variables(b, bd.queries[:3], machine_multi=True)
     b = b.with_panel(_table("Stuck sensors", stuck))
     b = b.with_panel(_table(f"Silent sensors (no reading for {no_data_after_s:g} s)", silent))
     b = b.with_panel(_ts("Out-of-range readings", oor, unit="short"))
@@ -586,7 +596,7 @@ GROUP BY receiver ORDER BY receiver""",
         ("receiver", "sent", "failed", "p95_latency_ms"),
     )
     b = _base(
-        bd.uid,
+        bd,
         "Pipeline",
         "The data path itself: readings in and stored, dead letters by reason, store inserts, "
         "how long a reading takes from its timestamp to the store, consumer lag, notification "

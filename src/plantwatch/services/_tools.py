@@ -32,9 +32,9 @@ _JAVA_FIX = (
 _MVN_FIX = "Install Maven 3.6 or newer (Debian/Ubuntu: sudo apt-get install -y maven)."
 
 
-def asset_text(name: str) -> str:
-    """The text of a file shipped in ``plantwatch/services/assets/kafka/``."""
-    return resources.files("plantwatch.services").joinpath("assets", "kafka", name).read_text()
+def asset_text(name: str, service: str = "kafka") -> str:
+    """The text of a file shipped in ``plantwatch/services/assets/<service>/``."""
+    return resources.files("plantwatch.services").joinpath("assets", service, name).read_text()
 
 
 def find_java(java_home: Path | None = None) -> Path:

@@ -33,13 +33,18 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from plantwatch.services import _proc
-from plantwatch.services._tools import MARKER, copy_dependencies, find_java, jars_ready
+from plantwatch.services._tools import (
+    MARKER,
+    asset_text,
+    copy_dependencies,
+    find_java,
+    jars_ready,
+)
 from plantwatch.services.errors import (
     JarFetchError,
     ServiceConfigError,
@@ -116,12 +121,6 @@ SYSTEM_JVM_OPTIONS = (
 )
 
 
-def asset_text(name: str) -> str:
-    """The text of a file shipped in ``plantwatch/services/assets/opensearch/``."""
-    files = resources.files("plantwatch.services")
-    return files.joinpath("assets", "opensearch", name).read_text()
-
-
 @dataclass(frozen=True, kw_only=True)
 class OpenSearchConfig:
     """Where a node lives, its ports and heap, and how long to wait for it."""
@@ -166,7 +165,7 @@ def fetch_home(
     """
     root = Path(cache_dir).resolve() / "opensearch" / version
     home = root / "home"
-    pom = asset_text("pom.xml")
+    pom = asset_text("pom.xml", "opensearch")
     digest = hashlib.sha256(f"{version}\n{pom}\n{sorted(MODULES.items())}".encode()).hexdigest()
     if jars_ready(home, digest):
         return home
@@ -275,17 +274,21 @@ class OpenSearchNode:
     ) -> None:
         self.stop()
 
-    def _marker(self) -> str:
-        return f"-Dopensearch.path.conf={self.conf_dir}"
+    @property
+    def _marker(self) -> Path:
+        """The java argument that names this node's folder (``_proc`` matches it exactly, as
+        Kafka's ``server.properties``; ``conf_dir`` is resolved, so ``str()`` gives it back)."""
+        return Path(f"-Dopensearch.path.conf={self.conf_dir}")
 
     def pid(self) -> int | None:
-        """The pid of this folder's running node, or None."""
+        """The pid of this folder's running node (verified through /proc), or None."""
+        child = self._child
+        if child is not None:
+            if child.poll() is None:
+                return child.pid  # our child: /proc may not show java yet while it execs
+            self._child = None  # reaped: from now on the pid file and /proc tell
         pid = _proc.read_pid(self.pid_path)
-        if pid is None:
-            return None
-        args = _proc.cmdline(pid)
-        ours = bool(args) and Path(args[0]).name == "java" and self._marker() in args[1:]
-        return pid if ours else None
+        return pid if pid is not None and _proc.is_java_with(pid, self._marker) else None
 
     def health(self, timeout_s: float = 2.0) -> dict[str, Any] | None:
         """``GET /_cluster/health`` once yellow, or None when the node does not answer."""
@@ -332,7 +335,7 @@ class OpenSearchNode:
             f"-Djava.io.tmpdir={cfg.dir / 'tmp'}",
             f"-XX:ErrorFile={cfg.dir / 'logs' / 'hs_err_pid%p.log'}",
             f"-Dopensearch.path.home={home}",
-            self._marker(),
+            str(self._marker),
             "-Dopensearch.distribution.type=tar",
             "-Dopensearch.bundled_jdk=false",
             "-cp",
@@ -360,7 +363,7 @@ class OpenSearchNode:
         text = "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items())
         (self.conf_dir / "opensearch.yml").write_text(text, encoding="utf-8")
         (self.conf_dir / "log4j2.properties").write_text(
-            asset_text("log4j2.properties"), encoding="utf-8"
+            asset_text("log4j2.properties", "opensearch"), encoding="utf-8"
         )
 
     def _spawn(self, command: list[str]) -> int:
@@ -402,22 +405,11 @@ class OpenSearchNode:
             return self._terminate(timeout_s)
 
     def _gone(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._child is not None and self._child.poll() is not None:
-                return True
-            if self._child is None and self.pid() != pid:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
+        return _proc.wait_gone(pid, self._marker, timeout_s, self._child)
 
     def _terminate(self, timeout_s: float | None) -> bool:
         timeout = self._config.stop_timeout_s if timeout_s is None else timeout_s
-        child = self._child
-        # our own child counts even while /proc shows no java command line yet (the java
-        # launcher may exec itself again at start, leaving cmdline briefly empty)
-        pid = child.pid if child is not None and child.poll() is None else self.pid()
+        pid = self.pid()
         if pid is not None:
             _proc.send(pid, signal.SIGTERM)
             if not self._gone(pid, timeout):
