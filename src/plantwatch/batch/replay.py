@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
 import threading
 import time
@@ -62,6 +61,7 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.store import migrate, queries
 from plantwatch.store.client import Store
+from plantwatch.stream.directory import decode_machine, publish_machines
 from plantwatch.stream.distributed import connect
 from plantwatch.stream.local import LocalRunner
 from plantwatch.stream.metrics import RunMetrics
@@ -356,10 +356,9 @@ class BusTarget:
             while time.monotonic() < deadline:
                 msgs = consumer.poll(500, 0.2)
                 for m in msgs:
-                    try:
-                        known.add(str(json.loads(m.value)["machine_id"]))
-                    except (ValueError, KeyError, TypeError):
-                        continue
+                    row = decode_machine(m.value)
+                    if row is not None:
+                        known.add(row["machine_id"])
                 if not msgs and consumer.caught_up():
                     break
             else:
@@ -387,9 +386,7 @@ class BusTarget:
                 "site": "",
                 "name": machine_id,
             }
-            self.bus.publish(
-                self.topics.machines, json.dumps(row).encode(), key=machine_id.encode()
-            )
+            publish_machines(self.bus, self.topics, [row])
             self._known.add(machine_id)
             self.announced.append(machine_id)
 

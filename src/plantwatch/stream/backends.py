@@ -12,7 +12,6 @@ Both backends give the SDK a transport and run the *same* ``Pipeline``:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.edge.transport import InProcessTransport, KafkaTransport, Transport
 from plantwatch.store.client import Store
+from plantwatch.stream.directory import publish_machines
 from plantwatch.stream.local import LocalRunner
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import AlertEvent
@@ -208,10 +208,7 @@ class KafkaBackend:
 
     def announce(self, machines: list[dict[str, str]]) -> None:
         """Publish the machine registry, for workers and sinks in other processes too."""
-        for row in machines:
-            self.bus.publish(
-                self.topics.machines, json.dumps(row).encode(), key=row["machine_id"].encode()
-            )
+        publish_machines(self.bus, self.topics, machines)
         self.bus.flush(30.0)
 
     def restore(self) -> Restored:

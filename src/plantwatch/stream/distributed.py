@@ -11,7 +11,6 @@ covered by the SDK's spool, uncommitted offsets and the sink's de-duplication.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -32,6 +31,7 @@ from plantwatch.edge.transport import KafkaTransport
 from plantwatch.sim import build_plant
 from plantwatch.store import migrate
 from plantwatch.stream.backends import run_until_idle
+from plantwatch.stream.directory import publish_machines
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
 from plantwatch.stream.producer import PlantProducer, RunOptions, read_plant_clock
@@ -88,8 +88,7 @@ def simulate(
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     plant = build_plant(options.machines, options.seed)
-    for row in plant.registry_rows():  # the machine registry, for workers and sinks
-        bus.publish(topics.machines, json.dumps(row).encode(), key=row["machine_id"].encode())
+    publish_machines(bus, topics, plant.registry_rows())  # for workers and sinks
     start = options.start
     if start is None:
         start = _start(options, read_plant_clock(data / "plant-clock.json"))

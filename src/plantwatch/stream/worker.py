@@ -14,7 +14,6 @@ the dead-letter topic whole, with its origin in headers; the worker carries on.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -33,6 +32,7 @@ from plantwatch.core.deadletter import Reason
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.topics import Topics
 from plantwatch.stream.batches import decode_messages, gather, run_batch
+from plantwatch.stream.directory import decode_machine
 from plantwatch.stream.lag import LagSampler
 from plantwatch.stream.lag import encode as lag_encode
 from plantwatch.stream.local import alert_json
@@ -104,11 +104,8 @@ class StreamWorker:
             msgs = self.directory.poll(500, 0.0 if timeout == 0 else 0.2)
             rows = []
             for m in msgs:
-                try:
-                    row = {str(k): str(v) for k, v in json.loads(m.value).items()}
-                except (ValueError, TypeError, AttributeError):
-                    row = {}
-                if "machine_id" in row and "machine_type" in row:
+                row = decode_machine(m.value)
+                if row is not None:
                     rows.append(row)
                 else:
                     log.warning("ignoring an unreadable machine record at offset %s", m.offset)
