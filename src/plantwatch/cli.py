@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     from plantwatch.batch import archive_cli
 
     archive_cli.add_parser(sub)
+    from plantwatch.stream.flink import cli as flink_cli
+
+    flink_cli.add_parser(sub)
 
     q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
     q.add_argument(
@@ -868,6 +871,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from plantwatch.batch import archive_cli
 
             return archive_cli.cmd(args, _settings(args))
+        if args.command == "flink":
+            from plantwatch.stream.flink import cli as flink_cli
+
+            return flink_cli.cmd(args, _settings(args))
         if args.command == "replay":
             from plantwatch.batch import replay_cli
 

@@ -177,3 +177,29 @@ def test_idleness_in_processing_time_waits_for_a_lagging_source_that_still_arriv
     add(w, [0], [601_000], [1.0], source=[0], arrival_ms=5_400)
     w.advance()
     assert w.watermark == 601_000 - 2_000
+
+
+def test_resume_after_a_restore_does_not_count_the_stop_as_silence() -> None:
+    w = tumbling(idle_ms=5_000)
+    add(w, [0, 1, 2], [1_000, 1_000, 1_000], [1.0] * 3, source=[0, 1, 2], arrival_ms=100)
+    add(w, [0, 1], [3_000, 3_000], [1.0, 1.0], source=[0, 1], arrival_ms=6_000)  # 2 is idle
+    w.advance()
+    assert w.watermark == 3_000 - 2_000
+    # the job stops here and is restored 60 s later; source 0 arrives first
+    w.resume(66_000)
+    add(w, [0], [9_000], [1.0], source=[0], arrival_ms=66_000)
+    w.advance()
+    assert w.watermark == 3_000 - 2_000  # source 1 still holds it back (it was active) ...
+    add(w, [1], [9_000], [1.0], source=[1], arrival_ms=66_100)
+    w.advance()
+    assert w.watermark == 9_000 - 2_000  # ... and source 2, idle before the stop, is still idle
+
+
+def test_resume_without_a_restore_changes_nothing() -> None:
+    w = tumbling(idle_ms=5_000)
+    w.resume(1_000)  # nothing arrived yet
+    add(w, [0, 1], [1_000, 1_000], [1.0, 1.0], source=[0, 1], arrival_ms=2_000)
+    w.resume(1_500)  # not later than the latest arrival
+    add(w, [0], [30_000], [1.0], source=[0], arrival_ms=2_100)
+    w.advance()
+    assert w.watermark == 1_000 - 2_000

@@ -64,9 +64,9 @@ from plantwatch.store.client import Store
 from plantwatch.stream.directory import decode_machine, publish_machines
 from plantwatch.stream.distributed import connect
 from plantwatch.stream.local import LocalRunner
+from plantwatch.stream.messages import split_by_machine
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
-from plantwatch.stream.worker import split_by_machine
 
 log = logging.getLogger("plantwatch.replay")
 

@@ -105,6 +105,16 @@ class LogSettings(BaseModel):
         return v.upper() if isinstance(v, str) else v
 
 
+class FlinkSettings(BaseModel):
+    """The Flink job (``plantwatch flink``): ``PLANTWATCH_FLINK__CHECKPOINT_INTERVAL_S`` etc."""
+
+    #: seconds between checkpoints; exactly-once output needs them (0: off, at-least-once)
+    checkpoint_interval_s: float = Field(default=10.0, ge=0)
+    #: a failed job restarts from its last checkpoint this many times, then fails
+    restart_attempts: int = Field(default=3, ge=0)
+    restart_delay_s: float = Field(default=2.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLANTWATCH_", env_nested_delimiter="__", extra="ignore"
@@ -129,6 +139,7 @@ class Settings(BaseSettings):
     #: where ``plantwatch export`` writes and ``replay`` reads (None: ``<data_dir>/archive``)
     archive_url: str | None = None
     log: LogSettings = LogSettings()
+    flink: FlinkSettings = FlinkSettings()
 
     def resolved_store_url(self) -> str:
         if self.store_url:

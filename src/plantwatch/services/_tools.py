@@ -92,16 +92,51 @@ def fetch_jars(
 
     Safe to call from several processes at once (a file lock serialises the fetch).
     """
-    root = cache_dir.resolve() / "kafka" / version
+    return fetch_libs(
+        cache_dir=cache_dir,
+        service="kafka",
+        version=version,
+        properties={"kafka.version": version},
+        expect=f"kafka_2.13-{version}.jar",
+        what="Kafka",
+        mvn=mvn,
+        timeout_s=timeout_s,
+    )
+
+
+def fetch_libs(
+    *,
+    cache_dir: Path,
+    service: str,
+    version: str,
+    properties: dict[str, str],
+    expect: str,
+    what: str,
+    mvn: str = "mvn",
+    timeout_s: float = 900.0,
+) -> Path:
+    """``<cache_dir>/<service>/<version>/libs``: the dependencies of the service's shipped
+    ``pom.xml`` (``assets/<service>/``), fetched by Maven once; a file lock serialises fetches
+    from several processes, and a marker records a complete one."""
+    root = cache_dir.resolve() / service / version
     libs = root / "libs"
-    pom = asset_text("pom.xml")
+    pom = asset_text("pom.xml", service)
     digest = hashlib.sha256(f"{version}\n{pom}".encode()).hexdigest()
     if jars_ready(libs, digest):
         return libs
     with locked(root / ".lock"):
         if jars_ready(libs, digest):
             return libs
-        _run_maven(root, pom, version, mvn, timeout_s)
+        (root / "pom.xml").write_text(pom, encoding="utf-8")
+        copy_dependencies(
+            root / "pom.xml",
+            root / "libs.partial",
+            properties,
+            expect=expect,
+            what=what,
+            mvn=mvn,
+            timeout_s=timeout_s,
+        )
         if libs.exists():
             shutil.rmtree(libs)
         (root / "libs.partial").rename(libs)
@@ -109,19 +144,6 @@ def fetch_jars(
         marker = {"digest": digest, "version": version, "jars": count, "fetched": time.time()}
         (libs / MARKER).write_text(json.dumps(marker), encoding="utf-8")
     return libs
-
-
-def _run_maven(root: Path, pom: str, version: str, mvn: str, timeout_s: float) -> None:
-    (root / "pom.xml").write_text(pom, encoding="utf-8")
-    copy_dependencies(
-        root / "pom.xml",
-        root / "libs.partial",
-        {"kafka.version": version},
-        expect=f"kafka_2.13-{version}.jar",
-        what="Kafka",
-        mvn=mvn,
-        timeout_s=timeout_s,
-    )
 
 
 def copy_dependencies(

@@ -137,6 +137,17 @@ class Tumbling:
             self._last_fired_start, (self.watermark // self.size) * self.size - self.size
         )
 
+    def resume(self, arrival_ms: int) -> None:
+        """After a restore of this state (a Flink checkpoint): the time the job was down does not
+        count as silence. Arrival times move forward by the gap, so a source that was active is
+        still active and one that was idle is still idle."""
+        if self._now is None or arrival_ms <= self._now:
+            return
+        shift = arrival_ms - self._now
+        known = self._source_seen != NEVER
+        self._source_seen[known] += shift
+        self._now = arrival_ms
+
     def restore_last_seen(self, sensor: int, ts_ms: int) -> None:
         self._ensure(sensor + 1)
         self.last_seen[sensor] = max(int(self.last_seen[sensor]), ts_ms)

@@ -18,16 +18,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import Protocol
 
 from plantwatch.bus.base import Bus, Message
 from plantwatch.core.clock import Clock
-from plantwatch.core.codec import Reject, encode_table
+from plantwatch.core.codec import Reject
 from plantwatch.core.deadletter import Reason
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.topics import Topics
@@ -35,28 +30,16 @@ from plantwatch.stream.batches import decode_messages, gather, run_batch
 from plantwatch.stream.directory import decode_machine
 from plantwatch.stream.lag import LagSampler
 from plantwatch.stream.lag import encode as lag_encode
-from plantwatch.stream.local import alert_json
+from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letter
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
 from plantwatch.stream.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-TABLE_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
-
 
 class FlushingBus(Bus, Protocol):
     def flush(self, timeout: float = ...) -> int: ...
-
-
-def split_by_machine(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    """(machine_id, rows of that machine) for each machine in ``table``."""
-    if table.num_rows == 0:
-        return
-    enc = pc.dictionary_encode(table.column("machine_id").combine_chunks())
-    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
-    for i, machine in enumerate(enc.dictionary.to_pylist()):
-        yield str(machine), table.take(pa.array(np.flatnonzero(codes == i)))
 
 
 class _Deliveries:
@@ -155,49 +138,17 @@ class StreamWorker:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def _send(
-        self, topic: str, value: bytes, key: str | None, headers: Mapping[str, str], d: _Deliveries
-    ) -> None:
+    def _send(self, m: OutMessage, d: _Deliveries) -> None:
         d.sent += 1
-        self.bus.publish(
-            topic, value, key=key.encode() if key else None, headers=headers, on_commit=d.ack
-        )
+        key = m.key.encode() if m.key else None
+        self.bus.publish(m.topic, m.value, key=key, headers=m.headers, on_commit=d.ack)
 
     def _publish(self, out: Output, d: _Deliveries) -> None:
-        t = self.topics
-        for topic, name, table in (
-            (t.clean, "readings_ingest", out.readings),
-            (t.features, "features", out.features),
-            (t.anomalies, "anomalies", out.anomalies),
-        ):
-            for machine, part in split_by_machine(table):
-                headers = {
-                    "content-type": TABLE_CONTENT_TYPE,
-                    "table": name,
-                    "count": str(part.num_rows),
-                }
-                self._send(topic, encode_table(part), machine, headers, d)
-        for machine, payload in alert_json(out):
-            self._send(t.alerts, payload, machine, {"content-type": "application/json"}, d)
-        for row in out.dead_letters.to_pylist():
-            self._send(
-                t.dead_letters,
-                row["payload"].encode(),
-                row["machine_id"] or None,
-                _dl_headers(row),
-                d,
-            )
+        for m in output_messages(out, self.topics):
+            self._send(m, d)
 
     def _dead_whole(self, m: Message, reject: Reject, now_ms: int, d: _Deliveries) -> None:
-        headers = {
-            "reason": reject.reason.value,
-            "detail": reject.detail,
-            "source": f"{m.topic}/{m.partition}/{m.offset}",
-            "received_at_ms": str(now_ms),
-            "content-type": m.headers.get("content-type", ""),
-        }
-        key = m.key.decode("utf-8", "replace") if m.key else None
-        self._send(self.topics.dead_letters, m.value, key, headers, d)
+        self._send(whole_dead_letter(m, reject, now_ms, self.topics), d)
 
     def _confirm(self, d: _Deliveries) -> None:
         """Block until the broker confirmed every output; the input is committed only then.
@@ -221,17 +172,3 @@ class StreamWorker:
     def close(self) -> None:
         self.consumer.close()
         self.directory.close()
-
-
-def _dl_headers(row: Mapping[str, Any]) -> dict[str, str]:
-    received = row["received_at"]
-    return {
-        "reason": str(row["reason"]),
-        "detail": str(row["detail"]),
-        "source": str(row["source"]),
-        "machine_id": str(row["machine_id"]),
-        "sensor_id": str(row["sensor_id"]),
-        "seq": "" if row["seq"] is None else str(row["seq"]),
-        "received_at_ms": str(int(received.timestamp() * 1000)),
-        "content-type": "application/json",
-    }

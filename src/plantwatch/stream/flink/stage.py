@@ -1,0 +1,106 @@
+"""One key's share of the Flink job: the pipeline state and what one Kafka record does to it.
+
+The job keys the raw-readings stream by Kafka partition (the SDK keys readings by machine, so
+a partition holds whole machines, in order) and keeps one :class:`Pipeline` per partition in
+Flink keyed state, as a Kafka consumer-group worker keeps one per worker. Each record (one SDK
+batch of a machine's readings) goes through :meth:`Stage.record`, which is the worker's step on
+a one-message batch: the same decoding, the same ``Pipeline.process``, the same output messages.
+Nothing here imports PyFlink, so the parity test and the unit tests run it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from plantwatch.alert.rules import Rule
+from plantwatch.bus.base import Message
+from plantwatch.core.deadletter import Reason
+from plantwatch.core.topics import Topics
+from plantwatch.stream.batches import decode_messages
+from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letter
+from plantwatch.stream.outputs import Counts
+from plantwatch.stream.pipeline import Pipeline, PipelineConfig
+
+
+def registry_token(machines: Mapping[str, Mapping[str, str]]) -> str:
+    """A digest of the machine registry, to tell whether a key's pipeline has the latest."""
+    text = json.dumps(sorted(machines.items()), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class KeyState:
+    """What Flink keeps per key (pickled): the pipeline and the registry it was given."""
+
+    pipeline: Pipeline
+    registry: str = ""
+    records: int = 0
+    counts: Counts = field(default_factory=Counts)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """The pipeline's settings and rules, the topics; builds and advances key states."""
+
+    config: PipelineConfig
+    rules: Sequence[Rule]
+    topics: Topics
+
+    def new_state(self) -> KeyState:
+        return KeyState(Pipeline(self.config, rules=list(self.rules)))
+
+    def sync_registry(
+        self, state: KeyState, machines: Mapping[str, Mapping[str, str]], token: str
+    ) -> None:
+        """Give the key's pipeline the machine registry if it changed since it was last given."""
+        if state.registry != token and machines:
+            state.pipeline.register_machines(machines.values())
+            state.registry = token
+
+    def resume(self, state: KeyState, *, arrival_ms: int) -> None:
+        """The first record of a key after the job (re)started: its state may come from a
+        checkpoint taken before a stop, and the stop is no silence of the plant's machines."""
+        state.pipeline.windows.resume(arrival_ms)
+
+    def record(
+        self,
+        state: KeyState,
+        *,
+        value: bytes,
+        key: bytes | None,
+        headers: Mapping[str, str],
+        partition: int,
+        offset: int,
+        now_ms: int,
+        arrival_ms: int,
+    ) -> list[OutMessage]:
+        """One raw-topic record through the pipeline; the messages it produces."""
+        m = Message(self.topics.raw, value, key, headers, offset, partition)
+        batch = decode_messages([m], keep_whole=True)
+        out = state.pipeline.process(
+            batch.table,
+            now_ms=now_ms,
+            rejects=batch.rejects,
+            source=self.topics.raw,
+            arrival_ms=arrival_ms,
+        )
+        msgs = list(output_messages(out, self.topics))
+        for whole, reject in batch.undecodable:
+            msgs.append(whole_dead_letter(whole, reject, now_ms, self.topics))
+            out.counts.received += 1
+            out.counts.dead[Reason.MALFORMED.value] += 1
+        state.records += 1
+        state.counts.add(out.counts)
+        return msgs
+
+    def finish(self, state: KeyState, *, now_ms: int) -> list[OutMessage]:
+        """End of a bounded input: fire the open windows, as the embedded runner's finish."""
+        return list(output_messages(state.pipeline.flush(now_ms=now_ms), self.topics))
+
+
+def machine_rows(values: Iterable[Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """Registry rows by machine_id (a later row for a machine replaces the earlier one)."""
+    return {str(r["machine_id"]): dict(r) for r in values}

@@ -1,0 +1,469 @@
+"""The Flink job in tests (importable as ``flink_support``): a recorded plant input with faults,
+late, duplicated and malformed records; that input through the embedded runner and through
+``plantwatch flink run --local``; both shapes' outputs read back as comparable sets.
+
+The Flink environment (its virtualenv and connector jars) is made in the repository's
+``.cache/`` like the Kafka jars; without network access to PyPI and Maven Central, making it
+fails the run with the command that failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from plantwatch.bus.kafka import KafkaBus
+from plantwatch.bus.memory import MemoryBus
+from plantwatch.core import codec
+from plantwatch.core.clock import WallClock
+from plantwatch.core.settings import KafkaSettings, Settings
+from plantwatch.core.topics import Topics
+from plantwatch.store.client import Store
+from plantwatch.stream.directory import decode_machine
+from plantwatch.stream.local import LocalRunner, stop_when_idle
+from plantwatch.stream.messages import OutMessage, output_messages
+from plantwatch.stream.outputs import Output
+from plantwatch.stream.pipeline import Pipeline, PipelineConfig
+
+REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache"
+LATE_WITHIN_S = 30  # later than the watermark, within allowed lateness (60 s)
+LATE_BEYOND_S = 400  # past allowed lateness: stored, counted, in no feature
+PARTITIONS = 3  # of every test topic
+FLOAT_TOLERANCE = 1e-9  # relative: the same arithmetic in the same order, two processes
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One raw-topic record as a device or gateway sent it."""
+
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class Recorded:
+    records: list[Record]
+    machines: list[dict[str, str]]
+    injected: Counter[str] = field(default_factory=Counter)
+
+
+def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[Any]:
+    """Every committed message of ``topic``, partition by partition, up to its end now."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "flink-test-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    out: list[Any] = []
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts if ends[p] > 0])
+        deadline = time.monotonic() + timeout
+        left = {p for p, end in ends.items() if end > 0}
+        while left:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: partitions {sorted(left)} not read to the end")
+            for m in c.consume(500, 0.5):
+                if m.error() is None:
+                    out.append(m)
+            for tp in c.position([TopicPartition(topic, p) for p in left]):
+                if tp.offset >= ends[tp.partition]:
+                    left.discard(tp.partition)
+    finally:
+        c.close()
+    return out
+
+
+# -- the recorded input ----------------------------------------------------------------------------
+
+
+def record_plant(
+    bootstrap: str, prefix: str, tmp: Path, *, machines: int, duration: int, faults: str
+) -> Recorded:
+    """A simulated plant's raw records and registry, as ``plantwatch simulate`` sent them."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "plantwatch.cli", "simulate", "--bus", f"kafka://{bootstrap}"),
+            *("--machines", str(machines), "--duration", str(duration), "--speed", "max"),
+            *("--faults", faults, "--seed", "7", "--data-dir", str(tmp / "devices")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PLANTWATCH_TOPIC_PREFIX": prefix},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    topics = Topics(prefix)
+    raw = read_topic(bootstrap, topics.raw)
+    # one global order: by the event time each record starts at (partitions keep their order)
+    records = [
+        Record(m.key(), m.value(), {k: (v or b"").decode() for k, v in (m.headers() or [])})
+        for m in raw
+    ]
+    records.sort(key=_first_ts)
+    registry = [
+        r for m in read_topic(bootstrap, topics.machines) if (r := decode_machine(m.value()))
+    ]
+    return Recorded(records, registry)
+
+
+def _first_ts(r: Record) -> int:
+    table = codec.decode(r.headers.get("content-type", codec.ARROW), r.value).table
+    return int(pc.min(table.column("ts")).cast(pa.int64()).as_py())
+
+
+def with_trouble(rec: Recorded) -> Recorded:
+    """The recorded plant with duplicated records, late readings (within and beyond allowed
+    lateness) and malformed records, each inserted at a fixed place in the stream."""
+    out = list(rec.records)
+    n = len(out)
+    injected: Counter[str] = Counter()
+    # duplicates: three records sent again a little later (as a retrying SDK would)
+    for i in (n // 5, n // 2, (3 * n) // 4):
+        out.insert(min(i + 4, len(out)), out[i])
+        injected["duplicate_records"] += 1
+    # late readings, new sequence numbers, in NDJSON from a gateway, at 60 % of the stream
+    at = (3 * n) // 5
+    ref = codec.decode(out[at].headers.get("content-type", codec.ARROW), out[at].value).table
+    row = ref.slice(0, 1).to_pylist()[0]
+    ts = int(pc.max(ref.column("ts")).cast(pa.int64()).as_py())
+    late = []
+    for k, back in enumerate((LATE_WITHIN_S, LATE_WITHIN_S + 2, LATE_BEYOND_S)):
+        late.append(
+            {
+                "machine_id": row["machine_id"],
+                "sensor_id": row["sensor_id"],
+                "kind": row["kind"],
+                "value": float(row["value"]),
+                "unit": row["unit"],
+                "ts": ts - back * 1000,
+                "seq": 10_000_000 + k,
+            }
+        )
+    injected["late_readings"] = len(late)
+    out.insert(at + 1, _ndjson(late, row["machine_id"]))
+    # malformed: bytes that are not Arrow, a bad JSON line among good ones, a NaN, a bad unit
+    machine = row["machine_id"]
+    good = dict(late[0], seq=10_000_100, ts=ts)
+    bad_lines = [
+        json.dumps(good),
+        "{this is not json",
+        json.dumps(dict(good, seq=10_000_101, value="warm")),
+        json.dumps(dict(good, seq=10_000_102, unit="furlongs")),
+    ]
+    out.insert(
+        at + 2,
+        Record(
+            machine.encode(), ("\n".join(bad_lines) + "\n").encode(), {"content-type": codec.NDJSON}
+        ),
+    )
+    out.insert(
+        at + 3,
+        Record(machine.encode(), b"\x00not arrow at all" * 64, {"content-type": codec.ARROW}),
+    )
+    injected["malformed_records"] = 2
+    return Recorded(out, rec.machines, injected)
+
+
+def _ndjson(rows: list[dict[str, Any]], machine: str) -> Record:
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return Record(machine.encode(), body, {"content-type": codec.NDJSON, "count": str(len(rows))})
+
+
+def publish(
+    bootstrap: str,
+    prefix: str,
+    rec: Recorded,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    pace_s: float = 0.0,
+) -> None:
+    """Records ``start:stop`` to the raw topic of ``prefix`` (keyed by machine, in order), and
+    the registry with the first batch; ``pace_s`` apart, as a plant sends them."""
+    topics = Topics(prefix)
+    bus = KafkaBus(bootstrap, KafkaSettings())
+    try:
+        if start == 0:
+            for row in rec.machines:
+                bus.publish(
+                    topics.machines, json.dumps(row).encode(), key=row["machine_id"].encode()
+                )
+        for r in rec.records[start:stop]:
+            bus.publish(topics.raw, r.value, key=r.key, headers=r.headers)
+            if pace_s:
+                bus.flush(10)
+                time.sleep(pace_s)
+        assert bus.flush(60) == 0
+    finally:
+        bus.close()
+
+
+# -- the two shapes --------------------------------------------------------------------------------
+
+
+def partitions_of(bootstrap: str, prefix: str) -> list[list[Record]]:
+    """The raw topic's records as the broker holds them: one list per partition, in order."""
+    by: dict[int, list[Record]] = {}
+    for m in read_topic(bootstrap, Topics(prefix).raw):
+        headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
+        by.setdefault(m.partition(), []).append(Record(m.key(), m.value(), headers))
+    return [by[p] for p in sorted(by)]
+
+
+def run_embedded(
+    records: Sequence[Record],
+    machines: list[dict[str, str]],
+    store: Store,
+    settings: Settings,
+    *,
+    finish: bool = True,
+) -> list[OutMessage]:
+    """Records through the embedded runner (``LocalRunner`` on the in-process bus, one record
+    per batch as the Flink job takes them); its outputs as bus messages. ``finish``: fire the
+    open windows at the end, as a bounded job does (a running job leaves them open)."""
+    topics = Topics("embedded")
+    bus = MemoryBus(max_messages=len(records) + 10)
+    pipeline = Pipeline(PipelineConfig.from_settings(settings.stream))
+    pipeline.register_machines(machines)
+    outs: list[OutMessage] = []
+
+    def keep(out: Output) -> None:
+        outs.extend(output_messages(out, topics))
+
+    runner = LocalRunner(
+        bus=bus,
+        store=store,
+        pipeline=pipeline,
+        clock=WallClock(),
+        topics=topics,
+        max_batch_rows=1,
+        on_output=keep,
+    )
+    for r in records:
+        bus.publish(topics.raw, r.value, key=r.key, headers=r.headers)
+    stop_when_idle(runner, 1.0, limit_s=600)
+    if finish:
+        runner.finish()
+    runner.close()
+    return outs
+
+
+def flink_run(
+    *args: str, prefix: str, tmp: Path, partitions: int = PARTITIONS, log: str = "flink.log"
+) -> subprocess.Popen[bytes]:
+    """``plantwatch flink run --local`` in its own process group, its output in ``tmp/log``."""
+    handle = (tmp / log).open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "plantwatch.cli", "flink", "run", "--local", *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "PLANTWATCH_TOPIC_PREFIX": prefix,
+            "PLANTWATCH_KAFKA__PARTITIONS": str(partitions),
+            "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
+            "PLANTWATCH_DATA_DIR": str(tmp / "data"),
+        },
+        start_new_session=True,
+    )
+
+
+def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 60) -> int:
+    """Ctrl-C to the job's process group (as a terminal sends it); every process of the group
+    must be gone within ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return code
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("processes of the stopped job were still running (killed now)")
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the job's whole process group: the driver, the JVM (JobManager and TaskManager
+    of the MiniCluster) and its Python workers, as a crashed machine would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def read_outputs(bootstrap: str, prefix: str) -> list[OutMessage]:
+    """Every committed message of the job's output topics (read_committed)."""
+    topics = Topics(prefix)
+    out: list[OutMessage] = []
+    for topic in (
+        topics.clean,
+        topics.features,
+        topics.anomalies,
+        topics.alerts,
+        topics.dead_letters,
+    ):
+        for m in read_topic(bootstrap, topic):
+            headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
+            key = m.key().decode() if m.key() else None
+            out.append(OutMessage(topic, m.value(), key, headers))
+    return out
+
+
+# -- comparable sets -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Sets:
+    """One shape's outputs, keyed so the two shapes compare: wall-clock columns are left out."""
+
+    readings: Counter[tuple[Any, ...]]
+    features: dict[tuple[Any, ...], tuple[float, ...]]
+    feature_versions: Counter[tuple[Any, ...]]
+    anomalies: Counter[tuple[Any, ...]]
+    anomaly_values: dict[tuple[Any, ...], tuple[float, ...]]
+    alerts: Counter[tuple[Any, ...]]
+    dead_letters: Counter[tuple[Any, ...]]
+
+
+def sets_of(msgs: Iterable[OutMessage]) -> Sets:
+    by: dict[str, list[OutMessage]] = {}
+    for m in msgs:
+        by.setdefault(m.topic.rsplit(".", 1)[-1], []).append(m)
+    readings = _table(by.get("clean", []))  # <prefix>.readings.clean
+    features = _table(by.get("features", []))
+    anomalies = _table(by.get("anomalies", []))
+    r = (
+        Counter(
+            zip(
+                *(
+                    readings.column(c).to_pylist()
+                    for c in (
+                        "machine_id",
+                        "machine_type",
+                        "sensor_id",
+                        "seq",
+                        "ts",
+                        "value",
+                        "unit",
+                        "quality",
+                        "late",
+                    )
+                ),
+                strict=True,
+            )
+        )
+        if readings.num_rows
+        else Counter()
+    )
+    feats: dict[tuple[Any, ...], tuple[float, ...]] = {}
+    versions: Counter[tuple[Any, ...]] = Counter()
+    if features.num_rows:
+        cols = [
+            features.column(c).to_pylist()
+            for c in (
+                "machine_id",
+                "sensor_id",
+                "window_start",
+                "version",
+                "count",
+                "mean",
+                "min",
+                "max",
+                "std",
+                "last",
+            )
+        ]
+        best: dict[tuple[Any, ...], tuple[int, tuple[float, ...]]] = {}
+        for m, s, w, v, *vals in zip(*cols, strict=True):
+            versions[(m, s, w, v)] += 1
+            if (m, s, w) not in best or v > best[(m, s, w)][0]:
+                best[(m, s, w)] = (v, tuple(vals))
+        feats = {k: v for k, (_, v) in best.items()}
+    an: Counter[tuple[Any, ...]] = Counter()
+    an_vals: dict[tuple[Any, ...], tuple[float, ...]] = {}
+    if anomalies.num_rows:
+        cols = [
+            anomalies.column(c).to_pylist()
+            for c in (
+                "ts",
+                "machine_id",
+                "sensor_id",
+                "detector",
+                "severity",
+                "score",
+                "value",
+                "threshold",
+            )
+        ]
+        for ts, m, s, d, sev, score, value, thr in zip(*cols, strict=True):
+            an[(ts, m, s, d, sev)] += 1
+            an_vals[(ts, m, s, d, sev)] = (score, value, thr)
+    alerts = Counter(
+        (
+            e["ts_ms"],
+            e["rule"],
+            e["state"],
+            e["severity"],
+            e["machine_id"],
+            e["sensor_id"],
+            e["kind"],
+        )
+        for e in (json.loads(m.value) for m in by.get("alerts", []))
+    )
+    dead = Counter(
+        (m.headers.get("reason"), m.headers.get("sensor_id", ""), m.headers.get("seq", ""))
+        for m in by.get("deadletters", [])
+    )
+    return Sets(r, feats, versions, an, an_vals, alerts, dead)
+
+
+def _table(msgs: Sequence[OutMessage]) -> pa.Table:
+    tables = [codec.decode_table(m.value) for m in msgs]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def close(a: dict[Any, tuple[float, ...]], b: dict[Any, tuple[float, ...]]) -> list[str]:
+    """Keys whose values differ by more than FLOAT_TOLERANCE (relative), or are missing."""
+    bad = [f"only in one: {k}" for k in set(a) ^ set(b)]
+    for k in set(a) & set(b):
+        for x, y in zip(a[k], b[k], strict=True):
+            if x is None or y is None:
+                if x is not y:
+                    bad.append(f"{k}: {a[k]} != {b[k]}")
+            elif abs(x - y) > FLOAT_TOLERANCE * max(1.0, abs(x), abs(y)):
+                bad.append(f"{k}: {a[k]} != {b[k]}")
+                break
+    return bad
+
+
+def wait_until(predicate: Any, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
