@@ -326,8 +326,15 @@ def batch_sizes(p: dict[str, Any]) -> dict[str, Any]:
     return {"readings": table.num_rows, "points": points, "saturates_at_batch_rows": saturates}
 
 
+def _stream_stage(p: dict[str, Any]) -> dict[str, Any]:
+    from plantwatch.bench.stages import stream_stage
+
+    return stream_stage(p)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "plant": plant_run,
+    "stream_stage": _stream_stage,
     "ceiling": ceiling,
     "reference": reference,
     "batch_sizes": batch_sizes,

@@ -86,7 +86,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--checkpoint-dir",
-        type=Path,
         default=None,
         metavar="DIR",
         help="where checkpoints are kept (default: <data_dir>/flink/checkpoints; on a cluster "
@@ -142,7 +141,9 @@ def job_arguments(args: argparse.Namespace, settings: Settings, env: runtime.Fli
     )
     if interval < 0:
         raise ConfigError(f"--checkpoint-interval must be >= 0 seconds, got {interval}")
-    ckpt = (args.checkpoint_dir or settings.data_dir / "flink" / "checkpoints").resolve()
+    ckpt = args.checkpoint_dir or str(settings.data_dir / "flink" / "checkpoints")
+    if "://" not in ckpt:  # a local folder; s3://, hdfs://, ... go to Flink as given
+        ckpt = str(Path(ckpt).resolve())
     restore = ""
     if args.from_checkpoint and args.bounded:
         raise ConfigError(
@@ -151,7 +152,12 @@ def job_arguments(args: argparse.Namespace, settings: Settings, env: runtime.Fli
             "--bounded (and stop it when it has caught up)"
         )
     if args.from_checkpoint == "latest":
-        restore = str(latest_checkpoint(ckpt))
+        if "://" in ckpt:
+            raise ConfigError(
+                f"--from-checkpoint latest looks in a local --checkpoint-dir; {ckpt} is not "
+                "one: give the checkpoint's path (…/<job id>/chk-N or a savepoint)"
+            )
+        restore = str(latest_checkpoint(Path(ckpt)))
     elif args.from_checkpoint:
         restore = args.from_checkpoint
         if "://" not in restore and not Path(restore).exists():
@@ -167,7 +173,7 @@ def job_arguments(args: argparse.Namespace, settings: Settings, env: runtime.Fli
         "--checkpoint-interval-s",
         str(interval),
         "--checkpoint-dir",
-        str(ckpt),
+        ckpt,
         "--transactional-id-prefix",
         args.transactional_id_prefix or f"{settings.topic_prefix}-flink",
         "--restart-attempts",
