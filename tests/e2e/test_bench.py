@@ -100,7 +100,27 @@ def test_the_kafka_shape_goes_through_a_real_broker_and_loses_nothing(bench: Any
     assert r["ratios"]["kafka_over_embedded"] == round(
         k["readings_per_s"] / r["embedded"]["readings_per_s"], 3
     )
-    assert "issue 4" in r["flink"]["status"]
+
+
+def test_the_stream_stage_runs_three_ways_on_one_input_and_the_flink_job_loses_nothing(
+    bench: Any,
+) -> None:
+    r, table = bench
+    f = r["flink"]
+    assert f["readings"] == f["generated"] > 0
+    stored = f["embedded"]["readings_stored"]
+    assert 0 < stored <= f["readings"]
+    assert f["kafka_worker"]["readings"] == f["readings"]
+    assert [run["parallelism"] for run in f["flink"]] == [1, 2]
+    for run in f["flink"]:
+        assert run["complete"] is True and run["readings_out"] == stored
+        assert number(run["readings_per_s"]) > 0 and run["wall_seconds"] > run["processing_seconds"]
+    for shape in (f["embedded"], f["kafka_worker"]):
+        number(shape["readings_per_s"])
+    assert r["ratios"]["flink_over_embedded"] == round(
+        f["flink"][0]["readings_per_s"] / f["embedded"]["readings_per_s"], 3
+    )
+    assert "Flink MiniCluster, parallelism 2" in table
 
 
 def test_every_goal_has_a_measured_figure_and_the_table_shows_them(bench: Any) -> None:

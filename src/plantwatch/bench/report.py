@@ -47,9 +47,20 @@ def render(r: dict[str, Any]) -> str:
     ref = r.get("reference") or {}
     row(f"reference: seed style, first {_n(ref.get('received'))} readings", ref)
     row("Kafka: SDK > broker > worker > sink > chDB", r.get("kafka"))
-    lines.append(
-        f"  {'Flink job on the MiniCluster':<58}{(r.get('flink') or {}).get('status', '—')}"
-    )
+    f = r.get("flink") or {}
+    if f:
+        lines.append(
+            f"  the stream stage alone, one recorded input ({_n(f.get('readings'))} readings "
+            "from Kafka):"
+        )
+        row("    embedded runner: in-process bus > pipeline > chDB", f.get("embedded"))
+        row("    Kafka worker: Kafka > pipeline > Kafka (steady)", f.get("kafka_worker"))
+        for run in f.get("flink") or []:
+            row(
+                f"    Flink MiniCluster, parallelism {run['parallelism']}: Kafka > Kafka "
+                f"(with start: {_n(run.get('readings_per_s_wall'))}/s)",
+                run,
+            )
     for name in ("embedded", "ceiling"):
         trials = (r.get(name) or {}).get("trials") or []
         if len(trials) > 1:
@@ -58,6 +69,7 @@ def render(r: dict[str, Any]) -> str:
     lines.append(
         f"  pipeline/ceiling {_n(q['pipeline_over_ceiling'], 2)} · pipeline/reference "
         f"{_n(q['pipeline_over_reference'], 1)}x · Kafka/embedded {_n(q['kafka_over_embedded'], 2)}"
+        f" · Flink/embedded {_n(q['flink_over_embedded'], 2)}"
     )
     k = r.get("kafka") or {}
     if k:

@@ -55,6 +55,7 @@ class Plan:
     batch_sim_seconds: float
     repeats: int = 1  # the embedded shape and the ceiling: the best of this many runs
     kafka: bool = True
+    flink_parallelism: tuple[int, ...] = (1, 2)  # the Flink job's runs (empty: none)
     memory_bound_mb: float = 64.0  # growth allowed over the longest run, after its warm-up
 
     @classmethod
@@ -329,10 +330,21 @@ def run_bench(plan: Plan, *, settings: Settings | None = None, out: Any = sys.st
                         "Kafka shape",
                         lambda: measure("plant", {**base, "bus_url": f"kafka://{bootstrap}"}),
                     )
+                    if plan.flink_parallelism:
+                        s["flink"] = step(
+                            "the stream stage three ways: embedded, Kafka worker, Flink job",
+                            lambda: measure(
+                                "stream_stage",
+                                {
+                                    **base,
+                                    "bootstrap": bootstrap,
+                                    "parallelism": list(plan.flink_parallelism),
+                                },
+                            ),
+                        )
             except PlantwatchError as exc:
                 report.errors["kafka broker"] = str(exc)
                 s["kafka"] = None
-        s["flink"] = {"status": "not built yet: the Flink job is issue 4"}
     report.duration_s = time.monotonic() - t0
     return report
 
@@ -389,7 +401,10 @@ def ratios(s: dict[str, Any]) -> dict[str, float | None]:
         "pipeline_over_ceiling": _ratio(emb, _get(s, "ceiling", "readings_per_s")),
         "pipeline_over_reference": _ratio(emb, _get(s, "reference", "readings_per_s")),
         "kafka_over_embedded": _ratio(_get(s, "kafka", "readings_per_s"), emb),
-        "flink_over_embedded": None,
+        "flink_over_embedded": _ratio(
+            _get(s, "flink", "flink", 0, "readings_per_s"),
+            _get(s, "flink", "embedded", "readings_per_s"),
+        ),
     }
 
 
