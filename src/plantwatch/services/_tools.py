@@ -77,7 +77,8 @@ def java_major(java: Path) -> int:
 
 
 def jars_ready(libs: Path, digest: str) -> bool:
-    """Did a complete fetch with this pom and version fill ``libs``?"""
+    """Did a complete fetch (or install) with this ``digest`` of its inputs fill ``libs``? Its
+    marker, written last, says so (the Maven jar fetches and the Flink virtualenv use it)."""
     try:
         marker = json.loads((libs / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):

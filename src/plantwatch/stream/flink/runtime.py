@@ -25,11 +25,10 @@ from pathlib import Path
 import plantwatch
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.services._proc import locked
-from plantwatch.services._tools import fetch_libs, find_java
+from plantwatch.services._tools import MARKER, fetch_libs, find_java, jars_ready
 
 FLINK_VERSION = "2.2.1"
 CONNECTOR_VERSION = "5.0.0-2.2"
-MARKER = ".complete"
 
 
 class FlinkSetupError(PlantwatchError):
@@ -65,9 +64,9 @@ def ensure(cache_dir: Path, *, progress: bool = True) -> FlinkEnv:
     venv = root / "venv"
     reqs = requirements()
     digest = hashlib.sha256(f"{sys.version_info[:2]}\n{reqs}".encode()).hexdigest()
-    if not _ready(venv, digest):
+    if not jars_ready(venv, digest):
         with locked(root / ".venv.lock"):
-            if not _ready(venv, digest):
+            if not jars_ready(venv, digest):
                 _make_venv(venv, reqs, digest, progress=progress)
     libs = fetch_libs(
         cache_dir=cache_dir,
@@ -85,14 +84,6 @@ def ensure(cache_dir: Path, *, progress: bool = True) -> FlinkEnv:
         jars=tuple(sorted(libs.glob("*.jar"))),
         source=Path(plantwatch.__file__).resolve().parents[1],
     )
-
-
-def _ready(venv: Path, digest: str) -> bool:
-    try:
-        marker = json.loads((venv / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("digest") == digest
 
 
 def _make_venv(venv: Path, reqs: str, digest: str, *, progress: bool) -> None:
