@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from plantwatch.core.settings import KafkaSettings, Settings
 from plantwatch.core.topics import Topics
 from plantwatch.store.client import Store
 from plantwatch.stream.directory import decode_machine
+from plantwatch.stream.flink.runtime import FlinkEnv
 from plantwatch.stream.local import LocalRunner, stop_when_idle
 from plantwatch.stream.messages import OutMessage, output_messages
 from plantwatch.stream.outputs import Output
@@ -467,3 +469,83 @@ def wait_until(predicate: Any, *, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# -- a standalone Flink cluster --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def standalone_cluster(env: FlinkEnv, folder: Path, *, slots: int = 2) -> Iterator[str]:
+    """A JobManager and a TaskManager of the Flink distribution shipped with PyFlink, each a
+    process of its own on loopback ports (as ``start-cluster.sh`` starts them, in the
+    foreground); yields the REST endpoint ``127.0.0.1:PORT``."""
+    import yaml
+
+    from plantwatch.services import free_port_block
+
+    home = env.flink.parents[1]
+    conf = folder / "conf"
+    shutil.copytree(home / "conf", conf)
+    config = yaml.safe_load((conf / "config.yaml").read_text())
+    port = free_port_block(1)
+    rpc, blob, tm_rpc, tm_data = (free_port_block(1) for _ in range(4))
+    config["jobmanager"].update(
+        {"bind-host": "127.0.0.1", "rpc": {"address": "127.0.0.1", "port": rpc}}
+    )
+    config["jobmanager"]["memory"] = {"process": {"size": "1024m"}}
+    config["taskmanager"].update(
+        {
+            "bind-host": "127.0.0.1",
+            "host": "127.0.0.1",
+            "numberOfTaskSlots": slots,
+            "rpc": {"port": tm_rpc},
+            "data": {"port": tm_data},
+        }
+    )
+    config["rest"] = {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": port}
+    config["blob"] = {"server": {"port": str(blob)}}
+    (conf / "config.yaml").write_text(yaml.safe_dump(config))
+    # a cluster runs PyFlink jobs with flink-python in its lib/ (a distribution ships it in opt/)
+    lib = folder / "lib"
+    lib.mkdir()
+    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]:
+        (lib / jar.name).symlink_to(jar)
+    environ = {
+        **env.environ(folder / "log"),
+        "FLINK_CONF_DIR": str(conf),
+        "FLINK_LIB_DIR": str(lib),
+        "FLINK_PID_DIR": str(folder),
+    }
+    environ.pop("PYTHONPATH", None)  # the cluster gets plantwatch shipped with the job
+    procs = [
+        subprocess.Popen(
+            ["bash", str(home / "bin" / f"{role}.sh"), "start-foreground"],
+            env=environ,
+            stdout=(folder / f"{role}.out").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for role in ("jobmanager", "taskmanager")
+    ]
+    try:
+        wait_until(
+            lambda: _taskmanagers(port) >= 1 or any(p.poll() is not None for p in procs),
+            timeout=120,
+            what="the standalone cluster's TaskManager to register",
+        )
+        dead = [p.args for p in procs if p.poll() is not None]
+        assert not dead, f"{dead} exited: see {folder}/log"
+        yield f"127.0.0.1:{port}"
+    finally:
+        for p in procs:
+            kill_group(p)
+
+
+def _taskmanagers(port: int) -> int:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/overview", timeout=2) as r:
+            return int(json.loads(r.read())["taskmanagers"])
+    except (OSError, ValueError, KeyError):
+        return 0

@@ -122,7 +122,9 @@ def test_simulated_plant_through_kafka_flink_and_the_sink_into_chdb(
         "SELECT (SELECT count() FROM plantwatch.features) AS features,"
         " (SELECT count() FROM plantwatch.anomalies) AS anomalies,"
         " (SELECT count() FROM plantwatch.alert_events) AS alerts,"
-        " (SELECT uniqExact(machine_id) FROM plantwatch.readings) AS machines",
+        " (SELECT uniqExact(machine_id) FROM plantwatch.readings) AS machines,"
+        " (SELECT countIf(machine_type = 'unknown') FROM plantwatch.readings) AS untyped",
     )
     assert row["machines"] == 8
+    assert row["untyped"] == 0  # the machine registry reached the job's pipelines
     assert row["features"] > 0 and row["anomalies"] > 0 and row["alerts"] > 0, row

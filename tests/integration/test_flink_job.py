@@ -7,6 +7,9 @@ transactions. Its outputs are read back with ``read_committed``, as the sink rea
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -35,6 +38,7 @@ from flink_support import (
     record_plant,
     run_embedded,
     sets_of,
+    standalone_cluster,
     stop_group,
     wait_until,
     with_trouble,
@@ -196,3 +200,52 @@ def test_killed_mid_stream_the_job_resumes_from_its_checkpoint_losing_and_repeat
     assert after.anomalies == embedded.anomalies
     assert after.alerts == embedded.alerts
     assert after.dead_letters == embedded.dead_letters
+
+
+def test_submit_runs_the_job_on_a_standalone_flink_cluster(
+    kafka: KafkaCluster,
+    flink_env: runtime.FlinkEnv,
+    recorded: Recorded,
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    """``plantwatch flink submit`` to a JobManager (the Flink distribution's own processes, not
+    a MiniCluster): the cluster gets the plantwatch package and the connector jars with the job,
+    and its outputs are the embedded runner's."""
+    prefix = unique_prefix()
+    _topics(kafka.bootstrap, prefix)
+    publish(kafka.bootstrap, prefix, recorded)
+    with standalone_cluster(flink_env, tmp_path / "cluster") as jobmanager:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "plantwatch.cli", "flink", "submit"),
+                *("--jobmanager", jobmanager, "--bus", f"kafka://{kafka.bootstrap}"),
+                *("--parallelism", "2", "--bounded", "--cluster-python", str(flink_env.python)),
+                *("--checkpoint-interval", "2", "--transactional-id-prefix", prefix),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={
+                **os.environ,
+                "PLANTWATCH_TOPIC_PREFIX": prefix,
+                "PLANTWATCH_KAFKA__PARTITIONS": str(PARTITIONS),
+                "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
+                "PLANTWATCH_DATA_DIR": str(tmp_path / "data"),
+            },
+            check=False,
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+        assert "Job has been submitted with JobID" in done.stdout + done.stderr
+    flink = sets_of(read_outputs(kafka.bootstrap, prefix))
+    embedded = sets_of(
+        m
+        for part in partitions_of(kafka.bootstrap, prefix)
+        for m in run_embedded(part, recorded.machines, store, Settings())
+    )
+    assert sum(flink.readings.values()) > 30_000
+    assert flink.readings == embedded.readings
+    assert flink.feature_versions == embedded.feature_versions
+    assert flink.anomalies == embedded.anomalies
+    assert flink.alerts == embedded.alerts
+    assert flink.dead_letters == embedded.dead_letters

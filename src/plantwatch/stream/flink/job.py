@@ -19,12 +19,15 @@ record timestamp, ends a bounded run: when it reaches the end, each key fires it
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -172,8 +175,8 @@ def build(args: argparse.Namespace, settings: Settings) -> Any:
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     if args.parallelism:
         env.set_parallelism(args.parallelism)
-    if args.ship_package:
-        env.add_python_file(str(Path(__file__).resolve().parents[2]))
+    if args.ship_package:  # a cluster's Python workers import plantwatch from the job's files
+        env.add_python_file(str(_staged_package()))
     t_env = StreamTableEnvironment.create(env)
 
     kafka = _kafka_options(args.bootstrap, args.kafka_property)
@@ -247,6 +250,19 @@ def build(args: argparse.Namespace, settings: Settings) -> Any:
     return t_env.from_data_stream(out).execute_insert("outputs")
 
 
+def _staged_package() -> Path:
+    """A folder holding a copy of the plantwatch package (Flink puts a shipped folder itself on
+    the workers' PYTHONPATH, so the package must be inside it); removed when the driver exits."""
+    staging = Path(tempfile.mkdtemp(prefix="plantwatch-job-"))
+    atexit.register(shutil.rmtree, staging, True)
+    shutil.copytree(
+        Path(__file__).resolve().parents[2],
+        staging / "plantwatch",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    return staging
+
+
 def read_registry(
     bootstrap: str, settings: Settings, timeout_s: float = 10.0
 ) -> dict[str, dict[str, str]]:
@@ -295,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its start-up notes are noise
     args = parser().parse_args(argv)
     settings = Settings()
     args.machines = read_registry(args.bootstrap, settings)
