@@ -281,15 +281,21 @@ def flink_run(
         [sys.executable, "-m", "plantwatch.cli", "flink", "run", "--local", *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={
-            **os.environ,
-            "PLANTWATCH_TOPIC_PREFIX": prefix,
-            "PLANTWATCH_KAFKA__PARTITIONS": str(partitions),
-            "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
-            "PLANTWATCH_DATA_DIR": str(tmp / "data"),
-        },
+        env=job_env(prefix, tmp, partitions),
         start_new_session=True,
     )
+
+
+def job_env(prefix: str, tmp: Path, partitions: int = PARTITIONS) -> dict[str, str]:
+    """The environment of a ``plantwatch flink`` command in a test: its topics, the
+    repository's cache (the Flink virtualenv and jars are made once) and a data folder."""
+    return {
+        **os.environ,
+        "PLANTWATCH_TOPIC_PREFIX": prefix,
+        "PLANTWATCH_KAFKA__PARTITIONS": str(partitions),
+        "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
+        "PLANTWATCH_DATA_DIR": str(tmp / "data"),
+    }
 
 
 def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 60) -> int:
@@ -333,6 +339,18 @@ def read_outputs(bootstrap: str, prefix: str) -> list[OutMessage]:
             key = m.key().decode() if m.key() else None
             out.append(OutMessage(topic, m.value(), key, headers))
     return out
+
+
+def embedded_sets(
+    bootstrap: str, prefix: str, rec: Recorded, store: Store, *, finish: bool = True
+) -> Sets:
+    """What the embedded runner makes of each raw-topic partition's records (the job keeps one
+    pipeline per partition, as a worker does per partition it owns)."""
+    return sets_of(
+        m
+        for part in partitions_of(bootstrap, prefix)
+        for m in run_embedded(part, rec.machines, store, Settings(), finish=finish)
+    )
 
 
 # -- comparable sets -------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ transactions. Its outputs are read back with ``read_committed``, as the sink rea
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 
 from plantwatch.bus.kafka import KafkaBus
 from plantwatch.bus.kafka_config import topic_specs
-from plantwatch.core.settings import KafkaSettings, Settings
+from plantwatch.core.settings import KafkaSettings
 from plantwatch.core.topics import Topics
 from plantwatch.services import KafkaCluster
 from plantwatch.store.client import Store
@@ -30,13 +29,14 @@ from flink_support import (
     REPO_CACHE,
     Recorded,
     close,
+    embedded_sets,
     flink_run,
+    job_env,
     kill_group,
     partitions_of,
     publish,
     read_outputs,
     record_plant,
-    run_embedded,
     sets_of,
     standalone_cluster,
     stop_group,
@@ -101,11 +101,8 @@ def test_the_flink_job_and_the_embedded_runner_give_the_same_outputs(
     )
     assert job.wait(timeout=600) == 0, (tmp_path / "flink.log").read_text()[-5000:]
     flink = sets_of(read_outputs(kafka.bootstrap, prefix))
-    split = partitions_of(kafka.bootstrap, prefix)
-    assert len(split) == partitions
-    embedded = sets_of(
-        m for part in split for m in run_embedded(part, recorded.machines, store, Settings())
-    )
+    assert len(partitions_of(kafka.bootstrap, prefix)) == partitions
+    embedded = embedded_sets(kafka.bootstrap, prefix, recorded, store)
 
     # the input is not trivial: every kind of trouble shows in the embedded runner's outputs
     assert sum(embedded.readings.values()) > 30_000
@@ -169,11 +166,7 @@ def test_killed_mid_stream_the_job_resumes_from_its_checkpoint_losing_and_repeat
     assert before, "the killed job had committed some outputs"
     assert _checkpoints(ckpt), "the killed job left a checkpoint"
 
-    embedded = sets_of(
-        m
-        for part in partitions_of(kafka.bootstrap, prefix)
-        for m in run_embedded(part, recorded.machines, store, Settings(), finish=False)
-    )
+    embedded = embedded_sets(kafka.bootstrap, prefix, recorded, store, finish=False)
     assert sum(embedded.readings.values()) > sum(sets_of(before).readings.values())
     # resumed (a running job: its open windows stay open, as in the embedded run above)
     resumed = flink_run(
@@ -226,23 +219,13 @@ def test_submit_runs_the_job_on_a_standalone_flink_cluster(
             capture_output=True,
             text=True,
             timeout=600,
-            env={
-                **os.environ,
-                "PLANTWATCH_TOPIC_PREFIX": prefix,
-                "PLANTWATCH_KAFKA__PARTITIONS": str(PARTITIONS),
-                "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
-                "PLANTWATCH_DATA_DIR": str(tmp_path / "data"),
-            },
+            env=job_env(prefix, tmp_path),
             check=False,
         )
         assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
         assert "Job has been submitted with JobID" in done.stdout + done.stderr
     flink = sets_of(read_outputs(kafka.bootstrap, prefix))
-    embedded = sets_of(
-        m
-        for part in partitions_of(kafka.bootstrap, prefix)
-        for m in run_embedded(part, recorded.machines, store, Settings())
-    )
+    embedded = embedded_sets(kafka.bootstrap, prefix, recorded, store)
     assert sum(flink.readings.values()) > 30_000
     assert flink.readings == embedded.readings
     assert flink.feature_versions == embedded.feature_versions
