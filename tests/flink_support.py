@@ -19,14 +19,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from plantwatch.bus.kafka import KafkaBus
+from plantwatch.bus.base import Message
+from plantwatch.bus.kafka import KafkaBus, read_to_end
 from plantwatch.bus.memory import MemoryBus
 from plantwatch.core import codec
 from plantwatch.core.clock import WallClock
@@ -47,53 +48,19 @@ PARTITIONS = 3  # of every test topic
 FLOAT_TOLERANCE = 1e-9  # relative: the same arithmetic in the same order, two processes
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One raw-topic record as a device or gateway sent it."""
-
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
+def record(key: bytes | None, value: bytes, headers: dict[str, str]) -> Message:
+    """One raw-topic record as a device or gateway sends it."""
+    return Message("", value, key, headers)
 
 
 @dataclass(slots=True)
 class Recorded:
-    records: list[Record]
+    records: list[Message]
     machines: list[dict[str, str]]
-    injected: Counter[str] = field(default_factory=Counter)
 
 
-def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[Any]:
-    """Every committed message of ``topic``, partition by partition, up to its end now."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "flink-test-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    out: list[Any] = []
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        c.assign([TopicPartition(topic, p, 0) for p in parts if ends[p] > 0])
-        deadline = time.monotonic() + timeout
-        left = {p for p, end in ends.items() if end > 0}
-        while left:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: partitions {sorted(left)} not read to the end")
-            for m in c.consume(500, 0.5):
-                if m.error() is None:
-                    out.append(m)
-            for tp in c.position([TopicPartition(topic, p) for p in left]):
-                if tp.offset >= ends[tp.partition]:
-                    left.discard(tp.partition)
-    finally:
-        c.close()
-    return out
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
+    return read_to_end(bootstrap, topic, KafkaSettings())
 
 
 # -- the recorded input ----------------------------------------------------------------------------
@@ -117,20 +84,13 @@ def record_plant(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     topics = Topics(prefix)
-    raw = read_topic(bootstrap, topics.raw)
     # one global order: by the event time each record starts at (partitions keep their order)
-    records = [
-        Record(m.key(), m.value(), {k: (v or b"").decode() for k, v in (m.headers() or [])})
-        for m in raw
-    ]
-    records.sort(key=_first_ts)
-    registry = [
-        r for m in read_topic(bootstrap, topics.machines) if (r := decode_machine(m.value()))
-    ]
+    records = sorted(read_topic(bootstrap, topics.raw), key=_first_ts)
+    registry = [r for m in read_topic(bootstrap, topics.machines) if (r := decode_machine(m.value))]
     return Recorded(records, registry)
 
 
-def _first_ts(r: Record) -> int:
+def _first_ts(r: Message) -> int:
     table = codec.decode(r.headers.get("content-type", codec.ARROW), r.value).table
     return int(pc.min(table.column("ts")).cast(pa.int64()).as_py())
 
@@ -140,11 +100,9 @@ def with_trouble(rec: Recorded) -> Recorded:
     lateness) and malformed records, each inserted at a fixed place in the stream."""
     out = list(rec.records)
     n = len(out)
-    injected: Counter[str] = Counter()
     # duplicates: three records sent again a little later (as a retrying SDK would)
     for i in (n // 5, n // 2, (3 * n) // 4):
         out.insert(min(i + 4, len(out)), out[i])
-        injected["duplicate_records"] += 1
     # late readings, new sequence numbers, in NDJSON from a gateway, at 60 % of the stream
     at = (3 * n) // 5
     ref = codec.decode(out[at].headers.get("content-type", codec.ARROW), out[at].value).table
@@ -163,7 +121,6 @@ def with_trouble(rec: Recorded) -> Recorded:
                 "seq": 10_000_000 + k,
             }
         )
-    injected["late_readings"] = len(late)
     out.insert(at + 1, _ndjson(late, row["machine_id"]))
     # malformed: bytes that are not Arrow, a bad JSON line among good ones, a NaN, a bad unit
     machine = row["machine_id"]
@@ -176,21 +133,20 @@ def with_trouble(rec: Recorded) -> Recorded:
     ]
     out.insert(
         at + 2,
-        Record(
+        record(
             machine.encode(), ("\n".join(bad_lines) + "\n").encode(), {"content-type": codec.NDJSON}
         ),
     )
     out.insert(
         at + 3,
-        Record(machine.encode(), b"\x00not arrow at all" * 64, {"content-type": codec.ARROW}),
+        record(machine.encode(), b"\x00not arrow at all" * 64, {"content-type": codec.ARROW}),
     )
-    injected["malformed_records"] = 2
-    return Recorded(out, rec.machines, injected)
+    return Recorded(out, rec.machines)
 
 
-def _ndjson(rows: list[dict[str, Any]], machine: str) -> Record:
+def _ndjson(rows: list[dict[str, Any]], machine: str) -> Message:
     body = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    return Record(machine.encode(), body, {"content-type": codec.NDJSON, "count": str(len(rows))})
+    return record(machine.encode(), body, {"content-type": codec.NDJSON, "count": str(len(rows))})
 
 
 def publish(
@@ -225,17 +181,16 @@ def publish(
 # -- the two shapes --------------------------------------------------------------------------------
 
 
-def partitions_of(bootstrap: str, prefix: str) -> list[list[Record]]:
+def partitions_of(bootstrap: str, prefix: str) -> list[list[Message]]:
     """The raw topic's records as the broker holds them: one list per partition, in order."""
-    by: dict[int, list[Record]] = {}
+    by: dict[int, list[Message]] = {}
     for m in read_topic(bootstrap, Topics(prefix).raw):
-        headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
-        by.setdefault(m.partition(), []).append(Record(m.key(), m.value(), headers))
+        by.setdefault(m.partition, []).append(m)
     return [by[p] for p in sorted(by)]
 
 
 def run_embedded(
-    records: Sequence[Record],
+    records: Sequence[Message],
     machines: list[dict[str, str]],
     store: Store,
     settings: Settings,
@@ -335,9 +290,8 @@ def read_outputs(bootstrap: str, prefix: str) -> list[OutMessage]:
         topics.dead_letters,
     ):
         for m in read_topic(bootstrap, topic):
-            headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
-            key = m.key().decode() if m.key() else None
-            out.append(OutMessage(topic, m.value(), key, headers))
+            key = m.key.decode() if m.key else None
+            out.append(OutMessage(topic, m.value, key, dict(m.headers)))
     return out
 
 

@@ -96,6 +96,49 @@ def wait_caught_up(
         probe.close()
 
 
+def wait_consumed(bootstrap: str, group: str, topics: list[str], *, timeout: float) -> None:
+    """Wait until ``group`` has consumed every committed message of ``topics``. (Its committed
+    offsets stop short of a transaction's closing marker, which no consumer receives, so
+    'committed offset == end offset' would never hold on the Flink job's output topics.)"""
+    from confluent_kafka import Consumer, TopicPartition
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            md = probe.list_topics(timeout=10).topics
+            parts = [TopicPartition(t, p) for t in topics for p in md[t].partitions]
+            committed = probe.committed(parts, timeout=10)
+            ends = {(tp.topic, tp.partition): probe.get_watermark_offsets(tp)[1] for tp in parts}
+            start = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed]
+            probe.assign(start)
+            unread = 0
+            left = {
+                (tp.topic, tp.partition)
+                for tp in start
+                if tp.offset < ends[(tp.topic, tp.partition)]
+            }
+            until = time.monotonic() + 15
+            while left and time.monotonic() < until:
+                unread += sum(1 for m in probe.consume(100, 0.5) if m.error() is None)
+                for tp in probe.position([TopicPartition(t, p) for t, p in left]):
+                    if tp.offset >= ends[(tp.topic, tp.partition)]:
+                        left.discard((tp.topic, tp.partition))
+            if unread == 0 and not left:
+                return
+        finally:
+            probe.close()
+        time.sleep(1.0)
+    raise AssertionError(f"group {group!r} did not consume {topics} in {timeout:.0f} s")
+
+
 def read_topic(bootstrap: str, topic: str, *, quiet_s: float = 5.0) -> list[Any]:
     """Every message of ``topic`` from the beginning, in partition order (a fresh group)."""
     from confluent_kafka import Consumer

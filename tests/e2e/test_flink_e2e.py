@@ -6,7 +6,6 @@ the session's broker. Every reading the SDK accepted is stored exactly once.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -20,55 +19,12 @@ from plantwatch.services import KafkaCluster
 from plantwatch.stream.flink import runtime
 
 from flink_support import PARTITIONS, REPO_CACHE, flink_run, stop_group
-from kafka_support import unique_prefix, wait_caught_up
+from kafka_support import unique_prefix, wait_caught_up, wait_consumed
 from plantwatch_cli import query, start_role, stop_role, stored_exactly_once
 
 pytestmark = pytest.mark.slow
 
 SINK_TOPICS = ("readings.clean", "features", "anomalies", "alerts", "deadletters")
-
-
-def wait_consumed(bootstrap: str, group: str, topics: list[str], *, timeout: float) -> None:
-    """Wait until ``group`` has consumed every committed message of ``topics``. (Its committed
-    offsets stop short of a transaction's closing marker, which no consumer receives, so
-    'committed offset == end offset' would never hold on the Flink job's output topics.)"""
-    from confluent_kafka import Consumer, TopicPartition
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        try:
-            md = probe.list_topics(timeout=10).topics
-            parts = [TopicPartition(t, p) for t in topics for p in md[t].partitions]
-            committed = probe.committed(parts, timeout=10)
-            ends = {(tp.topic, tp.partition): probe.get_watermark_offsets(tp)[1] for tp in parts}
-            start = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed]
-            probe.assign(start)
-            unread = 0
-            left = {
-                (tp.topic, tp.partition)
-                for tp in start
-                if tp.offset < ends[(tp.topic, tp.partition)]
-            }
-            until = time.monotonic() + 15
-            while left and time.monotonic() < until:
-                unread += sum(1 for m in probe.consume(100, 0.5) if m.error() is None)
-                for tp in probe.position([TopicPartition(t, p) for t, p in left]):
-                    if tp.offset >= ends[(tp.topic, tp.partition)]:
-                        left.discard((tp.topic, tp.partition))
-            if unread == 0 and not left:
-                return
-        finally:
-            probe.close()
-        time.sleep(1.0)
-    raise AssertionError(f"group {group!r} did not consume {topics} in {timeout:.0f} s")
 
 
 def test_simulated_plant_through_kafka_flink_and_the_sink_into_chdb(

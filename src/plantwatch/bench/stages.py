@@ -33,10 +33,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from plantwatch.bus.base import Message
-from plantwatch.bus.kafka import KafkaBus
+from plantwatch.bus.kafka import KafkaBus, read_to_end
 from plantwatch.core.codec import decode_table
 from plantwatch.core.settings import KafkaSettings, Settings
 from plantwatch.core.topics import Topics
+from plantwatch.stream.batches import count_of
 
 
 def stream_stage(p: dict[str, Any]) -> dict[str, Any]:
@@ -44,9 +45,9 @@ def stream_stage(p: dict[str, Any]) -> dict[str, Any]:
     cache = Path(p.get("cache_dir") or Settings().cache_dir).resolve()
     source = f"bench{uuid.uuid4().hex[:8]}"
     produced = _simulate(bootstrap, source, int(p["machines"]), float(p["sim_seconds"]))
-    records = _read_all(bootstrap, Topics(source).raw)
-    registry = _read_all(bootstrap, Topics(source).machines)
-    readings = sum(_count(m) for m in records)
+    records = read_to_end(bootstrap, Topics(source).raw, KafkaSettings())
+    registry = read_to_end(bootstrap, Topics(source).machines, KafkaSettings())
+    readings = sum(count_of(m) for m in records)
     out: dict[str, Any] = {
         "machines": int(p["machines"]),
         "sim_seconds": float(p["sim_seconds"]),
@@ -62,13 +63,6 @@ def stream_stage(p: dict[str, Any]) -> dict[str, Any]:
         for n in p.get("parallelism", [1, 2])
     ]
     return out
-
-
-def _count(m: Message) -> int:
-    try:
-        return max(1, int(m.headers.get("count", "1")))
-    except ValueError:
-        return 1
 
 
 def _simulate(bootstrap: str, prefix: str, machines: int, sim_seconds: float) -> int:
@@ -88,38 +82,6 @@ def _simulate(bootstrap: str, prefix: str, machines: int, sim_seconds: float) ->
             bus_url=f"kafka://{bootstrap}",
         )
         return simulate(options, settings, threading.Event()).generated
-
-
-def _read_all(bootstrap: str, topic: str) -> list[Message]:
-    """Every record of ``topic`` (partition by partition, in order) up to its end now."""
-    return [
-        Message(topic, m.value(), m.key(), _headers(m), m.offset(), m.partition())
-        for m in _consume(bootstrap, topic)
-    ]
-
-
-def _headers(m: Any) -> dict[str, str]:
-    return {k: (v or b"").decode() for k, v in (m.headers() or [])}
-
-
-def _consume(bootstrap: str, topic: str) -> list[Any]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False})
-    out: list[Any] = []
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        left = {p for p, end in ends.items() if end > 0}
-        c.assign([TopicPartition(topic, p, 0) for p in left])
-        while left:
-            out.extend(m for m in c.consume(1000, 1.0) if m.error() is None)
-            for tp in c.position([TopicPartition(topic, p) for p in left]):
-                if tp.offset >= ends[tp.partition]:
-                    left.discard(tp.partition)
-    finally:
-        c.close()
-    return out
 
 
 def _embedded(records: list[Message], registry: list[Message]) -> dict[str, Any]:
@@ -242,14 +204,13 @@ def _flink(
         raise RuntimeError(f"flink run exited {done.returncode}: {done.stderr[-2000:]}")
     # processing time from the readings' own ingestion times (the job's clock as it processed
     # each record; the Kafka timestamps of its outputs are the inputs' event timestamps)
-    first, last, rows = None, None, 0
-    for m in _consume(bootstrap, topics.clean):
-        ingested = pc.cast(decode_table(m.value()).column("ingested_at"), pa.int64())
-        lo, hi = pc.min(ingested).as_py(), pc.max(ingested).as_py()
-        first = lo if first is None else min(first, lo)
-        last = hi if last is None else max(last, hi)
-        rows += len(ingested)
-    span = (last - first) / 1000 if first is not None and last is not None else 0.0
+    outputs = read_to_end(bootstrap, topics.clean, KafkaSettings())
+    ingested = pa.concat_tables(
+        [decode_table(m.value).select(["ingested_at"]) for m in outputs]
+    ).column(0)
+    rows = len(ingested)
+    bounds = pc.min_max(ingested.cast(pa.int64())).as_py()
+    span = (bounds["max"] - bounds["min"]) / 1000 if rows else 0.0
     return {
         "parallelism": parallelism,
         "readings_out": rows,

@@ -110,6 +110,45 @@ def _headers(
     }
 
 
+def _message(m: _KafkaMessage) -> Message:
+    return Message(
+        topic=str(m.topic()),
+        value=bytes(m.value() or b""),
+        key=m.key(),
+        headers=_headers(m.headers()),
+        offset=int(m.offset() or 0),
+        partition=int(m.partition() or 0),
+    )
+
+
+def read_to_end(
+    bootstrap: str, topic: str, settings: KafkaSettings, *, timeout: float = 60.0
+) -> list[Message]:
+    """Every committed record of ``topic`` up to its end as it is now, partition by partition in
+    offset order. It joins no group and commits nothing (benchmarks, tests, tools). Raises
+    :class:`BusUnavailableError` when a partition is not read to its end within ``timeout``."""
+    c = _Consumer(consumer_config(bootstrap, f"plantwatch-reader-{topic}", settings))
+    out: list[Message] = []
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        left = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in left])
+        deadline = time.monotonic() + timeout
+        while left:
+            if time.monotonic() > deadline:
+                raise BusUnavailableError(f"{topic}: partitions {sorted(left)} not read to the end")
+            out.extend(_message(m) for m in c.consume(1000, 0.5) if m.error() is None)
+            for tp in c.position([TopicPartition(topic, p) for p in left]):
+                if tp.offset >= ends[tp.partition]:
+                    left.discard(tp.partition)
+    except KafkaException as exc:
+        raise translate(exc, f"reading {topic} to its end") from exc
+    finally:
+        c.close()
+    return out
+
+
 class KafkaBus:
     """:class:`~plantwatch.bus.base.Bus` over a Kafka cluster at ``bootstrap``."""
 
@@ -376,16 +415,7 @@ class KafkaConsumer:
                     log.warning("%s", bus_err)
                     continue
                 raise bus_err
-            out.append(
-                Message(
-                    topic=str(m.topic()),
-                    value=bytes(m.value() or b""),
-                    key=m.key(),
-                    headers=_headers(m.headers()),
-                    offset=int(m.offset() or 0),
-                    partition=int(m.partition() or 0),
-                )
-            )
+            out.append(_message(m))
         return out
 
     def commit(self, messages: Sequence[Message]) -> None:

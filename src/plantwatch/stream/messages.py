@@ -9,7 +9,7 @@ received, the reason in headers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from plantwatch.bus.base import Message
 from plantwatch.core.codec import Reject, encode_table
+from plantwatch.core.deadletter import Reason
 from plantwatch.core.topics import Topics
 from plantwatch.stream.local import alert_json
 from plantwatch.stream.outputs import Output
@@ -69,7 +70,18 @@ def output_messages(out: Output, topics: Topics) -> Iterator[OutMessage]:
         )
 
 
-def whole_dead_letter(m: Message, reject: Reject, now_ms: int, topics: Topics) -> OutMessage:
+def whole_dead_letters(
+    undecodable: Iterable[tuple[Message, Reject]], out: Output, now_ms: int, topics: Topics
+) -> list[OutMessage]:
+    """Messages of which nothing decoded, each kept whole for the dead-letter topic and
+    accounted in ``out``'s counts (received, and dead as malformed)."""
+    dead = [_whole_dead_letter(m, reject, now_ms, topics) for m, reject in undecodable]
+    out.counts.received += len(dead)
+    out.counts.dead[Reason.MALFORMED.value] += len(dead)
+    return dead
+
+
+def _whole_dead_letter(m: Message, reject: Reject, now_ms: int, topics: Topics) -> OutMessage:
     """A message of which nothing decoded, kept whole for the dead-letter topic."""
     headers = {
         "reason": reject.reason.value,

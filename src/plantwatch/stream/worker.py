@@ -20,17 +20,15 @@ import time
 import uuid
 from typing import Protocol
 
-from plantwatch.bus.base import Bus, Message
+from plantwatch.bus.base import Bus
 from plantwatch.core.clock import Clock
-from plantwatch.core.codec import Reject
-from plantwatch.core.deadletter import Reason
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.core.topics import Topics
 from plantwatch.stream.batches import decode_messages, gather, run_batch
 from plantwatch.stream.directory import decode_machine
 from plantwatch.stream.lag import LagSampler
 from plantwatch.stream.lag import encode as lag_encode
-from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letter
+from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letters
 from plantwatch.stream.metrics import RunMetrics
 from plantwatch.stream.outputs import Output
 from plantwatch.stream.pipeline import Pipeline
@@ -118,10 +116,9 @@ class StreamWorker:
         out = run_batch(self.pipeline, batch, clock=self.clock, source=self.topics.raw)
         deliveries = _Deliveries()
         self._publish(out, deliveries)
-        for m, reject in batch.undecodable:
-            self._dead_whole(m, reject, int(self.clock.time() * 1000), deliveries)
-            out.counts.received += 1
-            out.counts.dead[Reason.MALFORMED.value] += 1
+        now_ms = int(self.clock.time() * 1000)
+        for dead in whole_dead_letters(batch.undecodable, out, now_ms, self.topics):
+            self._send(dead, deliveries)
         self._confirm(deliveries)
         self.consumer.commit(msgs)
         self.metrics.account_processed(out)
@@ -146,9 +143,6 @@ class StreamWorker:
     def _publish(self, out: Output, d: _Deliveries) -> None:
         for m in output_messages(out, self.topics):
             self._send(m, d)
-
-    def _dead_whole(self, m: Message, reject: Reject, now_ms: int, d: _Deliveries) -> None:
-        self._send(whole_dead_letter(m, reject, now_ms, self.topics), d)
 
     def _confirm(self, d: _Deliveries) -> None:
         """Block until the broker confirmed every output; the input is committed only then.

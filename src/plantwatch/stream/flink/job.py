@@ -23,7 +23,6 @@ import atexit
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -263,27 +262,13 @@ def _staged_package() -> Path:
     return staging
 
 
-def read_registry(
-    bootstrap: str, settings: Settings, timeout_s: float = 10.0
-) -> dict[str, dict[str, str]]:
+def read_registry(bootstrap: str, settings: Settings) -> dict[str, dict[str, str]]:
     """The machine registry as it stands (the job starts with it; updates arrive broadcast)."""
-    from plantwatch.bus.kafka import KafkaBus
+    from plantwatch.bus.kafka import read_to_end
 
-    topics = Topics(settings.topic_prefix)
-    bus = KafkaBus(bootstrap, settings.kafka)
-    rows: list[dict[str, str]] = []
-    try:
-        consumer = bus.subscribe(topics.machines, f"plantwatch-flink-registry-{os.getpid()}")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            msgs = consumer.poll(500, 1.0)
-            if not msgs and rows:
-                break
-            rows.extend(r for m in msgs if (r := decode_machine(m.value)) is not None)
-        consumer.close()
-    finally:
-        bus.close()
-    return machine_rows(rows)
+    topic = Topics(settings.topic_prefix).machines
+    records = read_to_end(bootstrap, topic, settings.kafka)
+    return machine_rows(r for m in records if (r := decode_machine(m.value)) is not None)
 
 
 def parser() -> argparse.ArgumentParser:

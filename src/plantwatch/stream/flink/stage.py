@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 from plantwatch.alert.rules import Rule
 from plantwatch.bus.base import Message
-from plantwatch.core.deadletter import Reason
 from plantwatch.core.topics import Topics
 from plantwatch.stream.batches import decode_messages
-from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letter
+from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letters
 from plantwatch.stream.outputs import Counts
 from plantwatch.stream.pipeline import Pipeline, PipelineConfig
 
@@ -88,10 +87,7 @@ class Stage:
             arrival_ms=arrival_ms,
         )
         msgs = list(output_messages(out, self.topics))
-        for whole, reject in batch.undecodable:
-            msgs.append(whole_dead_letter(whole, reject, now_ms, self.topics))
-            out.counts.received += 1
-            out.counts.dead[Reason.MALFORMED.value] += 1
+        msgs += whole_dead_letters(batch.undecodable, out, now_ms, self.topics)
         state.records += 1
         state.counts.add(out.counts)
         return msgs
