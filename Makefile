@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 RUN_ARGS ?= --machines 12 --speed 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench profile grafana clean sysdeps
+.PHONY: help install run test lint fmt bench evaluate profile grafana clean sysdeps
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +47,13 @@ test: lint sysdeps ## lint, then the whole test suite
 
 bench: $(STAMP) ## every shape measured in one run, ~25 min (BENCH_ARGS="--quick": under 2 min); docs/performance.md
 	$(VENV)/bin/plantwatch bench --json bench-report.json $(BENCH_ARGS)
+
+evaluate: $(STAMP) ## detection quality on NAB, TEP, C-MAPSS and the simulator, ~15 min; JSON in evaluation/ (docs/models.md)
+	@mkdir -p evaluation
+	$(VENV)/bin/plantwatch evaluate nab --json evaluation/nab.json
+	$(VENV)/bin/plantwatch evaluate tep --json evaluation/tep.json
+	$(VENV)/bin/plantwatch evaluate cmapss --json evaluation/cmapss.json
+	$(VENV)/bin/plantwatch evaluate sim --json evaluation/sim.json
 
 profile: $(STAMP) ## sample the embedded shape with py-spy, print where its time goes (docs/performance.md)
 	rm -rf .cache/profile-data

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,6 +34,9 @@ from plantwatch.core import codec
 from plantwatch.core.clock import WallClock
 from plantwatch.core.settings import KafkaSettings, Settings
 from plantwatch.core.topics import Topics
+from plantwatch.models.registry import Registry
+from plantwatch.models.scoring import ModelScorer
+from plantwatch.models.train import fit_type
 from plantwatch.store.client import Store
 from plantwatch.stream.directory import decode_machine
 from plantwatch.stream.flink.runtime import FlinkEnv
@@ -196,13 +200,18 @@ def run_embedded(
     settings: Settings,
     *,
     finish: bool = True,
+    models: Path | None = None,
 ) -> list[OutMessage]:
     """Records through the embedded runner (``LocalRunner`` on the in-process bus, one record
     per batch as the Flink job takes them); its outputs as bus messages. ``finish``: fire the
-    open windows at the end, as a bounded job does (a running job leaves them open)."""
+    open windows at the end, as a bounded job does (a running job leaves them open);
+    ``models``: a model registry to score with."""
     topics = Topics("embedded")
     bus = MemoryBus(max_messages=len(records) + 10)
-    pipeline = Pipeline(PipelineConfig.from_settings(settings.stream))
+    pipeline = Pipeline(
+        PipelineConfig.from_settings(settings.stream),
+        models=None if models is None else ModelScorer(str(models)),
+    )
     pipeline.register_machines(machines)
     outs: list[OutMessage] = []
 
@@ -228,7 +237,12 @@ def run_embedded(
 
 
 def flink_run(
-    *args: str, prefix: str, tmp: Path, partitions: int = PARTITIONS, log: str = "flink.log"
+    *args: str,
+    prefix: str,
+    tmp: Path,
+    partitions: int = PARTITIONS,
+    log: str = "flink.log",
+    models: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """``plantwatch flink run --local`` in its own process group, its output in ``tmp/log``."""
     handle = (tmp / log).open("ab")
@@ -236,20 +250,24 @@ def flink_run(
         [sys.executable, "-m", "plantwatch.cli", "flink", "run", "--local", *args],
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env=job_env(prefix, tmp, partitions),
+        env=job_env(prefix, tmp, partitions, models),
         start_new_session=True,
     )
 
 
-def job_env(prefix: str, tmp: Path, partitions: int = PARTITIONS) -> dict[str, str]:
+def job_env(
+    prefix: str, tmp: Path, partitions: int = PARTITIONS, models: Path | None = None
+) -> dict[str, str]:
     """The environment of a ``plantwatch flink`` command in a test: its topics, the
-    repository's cache (the Flink virtualenv and jars are made once) and a data folder."""
+    repository's cache (the Flink virtualenv and jars are made once), a data folder and,
+    when given, the model registry the job scores with."""
     return {
         **os.environ,
         "PLANTWATCH_TOPIC_PREFIX": prefix,
         "PLANTWATCH_KAFKA__PARTITIONS": str(partitions),
         "PLANTWATCH_CACHE_DIR": str(REPO_CACHE),
         "PLANTWATCH_DATA_DIR": str(tmp / "data"),
+        **({"PLANTWATCH_MODELS__REGISTRY": str(models)} if models is not None else {}),
     }
 
 
@@ -296,15 +314,39 @@ def read_outputs(bootstrap: str, prefix: str) -> list[OutMessage]:
 
 
 def embedded_sets(
-    bootstrap: str, prefix: str, rec: Recorded, store: Store, *, finish: bool = True
+    bootstrap: str,
+    prefix: str,
+    rec: Recorded,
+    store: Store,
+    *,
+    finish: bool = True,
+    models: Path | None = None,
 ) -> Sets:
     """What the embedded runner makes of each raw-topic partition's records (the job keeps one
     pipeline per partition, as a worker does per partition it owns)."""
     return sets_of(
         m
         for part in partitions_of(bootstrap, prefix)
-        for m in run_embedded(part, rec.machines, store, Settings(), finish=finish)
+        for m in run_embedded(part, rec.machines, store, Settings(), finish=finish, models=models)
     )
+
+
+def sensitive_models(rec: Recorded, store: Store, folder: Path) -> Path:
+    """A model registry with a PCA model of the recording's centrifugal pumps, trained with
+    ``plantwatch train``'s code on the recording's own window features and promoted — its
+    warning threshold lowered to the median held-out score, so that many windows are flagged
+    and both shapes have plenty of model anomalies to agree on."""
+    outs = run_embedded(rec.records, rec.machines, store, Settings())
+    features = _table([m for m in outs if m.topic.endswith(".features")])
+    types = {m["machine_id"]: m["machine_type"] for m in rec.machines}
+    machine_type = np.array([types[m] for m in features.column("machine_id").to_pylist()], object)
+    fitted = fit_type(features, machine_type, "centrifugal_pump", "pca", window_s=10.0)
+    meta = fitted.metadata
+    median = meta["metrics"]["holdout_score_quantiles"]["p50"]
+    meta["threshold"] = {**meta["threshold"], "warning": median, "critical": 4 * median}
+    registry = Registry(str(folder))
+    registry.promote(registry.register("centrifugal_pump", "pca", fitted.onnx, meta))
+    return folder
 
 
 # -- comparable sets -------------------------------------------------------------------------------
@@ -388,14 +430,15 @@ def sets_of(msgs: Iterable[OutMessage]) -> Sets:
                 "sensor_id",
                 "detector",
                 "severity",
+                "model_version",
                 "score",
                 "value",
                 "threshold",
             )
         ]
-        for ts, m, s, d, sev, score, value, thr in zip(*cols, strict=True):
-            an[(ts, m, s, d, sev)] += 1
-            an_vals[(ts, m, s, d, sev)] = (score, value, thr)
+        for ts, m, s, d, sev, mv, score, value, thr in zip(*cols, strict=True):
+            an[(ts, m, s, d, sev, mv)] += 1
+            an_vals[(ts, m, s, d, sev, mv)] = (score, value, thr)
     alerts = Counter(
         (
             e["ts_ms"],

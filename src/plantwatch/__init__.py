@@ -8,6 +8,9 @@ The data path is the folder tree:
 
 Start reading at ``core/reading.py`` (the Reading contract), then ``stream/pipeline.py``
 (the one place the processing logic lives) and ``stream/local.py`` (the in-process runner).
+Off the hot path: ``models/`` (training, the registry, scoring the promoted model per machine
+type in the stream), ``evaluate/`` (quality on NAB, TEP, C-MAPSS and the simulator) and
+``batch/`` (export, archive, replay).
 ``cli.py`` is the only module that reads argv and the environment and wires stages together.
 """
 

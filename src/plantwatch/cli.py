@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     from plantwatch.stream.flink import cli as flink_cli
 
     flink_cli.add_parser(sub)
+    from plantwatch.evaluate import cli as evaluate_cli
+    from plantwatch.models import cli as models_cli
+
+    models_cli.add_parsers(sub)
+    evaluate_cli.add_parser(sub)
 
     q = sub.add_parser("query", help="run a read-only SQL query over the data folder")
     q.add_argument(
@@ -875,6 +880,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from plantwatch.stream.flink import cli as flink_cli
 
             return flink_cli.cmd(args, _settings(args))
+        if args.command == "train":
+            from plantwatch.models import cli as models_cli
+
+            return models_cli.cmd_train(args, _settings(args))
+        if args.command == "models":
+            from plantwatch.models import cli as models_cli
+
+            return models_cli.cmd_models(args, _settings(args))
+        if args.command == "evaluate":
+            from plantwatch.evaluate import cli as evaluate_cli
+
+            return evaluate_cli.cmd_evaluate(args)
         if args.command == "replay":
             from plantwatch.batch import replay_cli
 

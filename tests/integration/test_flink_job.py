@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from plantwatch.bus.kafka_config import topic_specs
 from plantwatch.core.settings import KafkaSettings
 from plantwatch.core.topics import Topics
 from plantwatch.services import KafkaCluster
+from plantwatch.store import ClickHouseStore, migrate
 from plantwatch.store.client import Store
 from plantwatch.stream.flink import runtime
 
@@ -37,6 +40,7 @@ from flink_support import (
     publish,
     read_outputs,
     record_plant,
+    sensitive_models,
     sets_of,
     standalone_cluster,
     stop_group,
@@ -69,6 +73,16 @@ def recorded(kafka: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> R
     return with_trouble(rec)
 
 
+@pytest.fixture(scope="module")
+def models(
+    recorded: Recorded, chdb_engine: ClickHouseStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    db = chdb_engine.using(f"t_{uuid.uuid4().hex[:12]}")
+    migrate(db)
+    yield sensitive_models(recorded, db, tmp_path_factory.mktemp("models"))
+    db.command(f"DROP DATABASE IF EXISTS {db.database}")
+
+
 def _topics(bootstrap: str, prefix: str, partitions: int = PARTITIONS) -> None:
     bus = KafkaBus(bootstrap, KafkaSettings())
     try:
@@ -83,12 +97,14 @@ def test_the_flink_job_and_the_embedded_runner_give_the_same_outputs(
     flink_env: runtime.FlinkEnv,
     recorded: Recorded,
     store: Store,
+    models: Path,
     tmp_path: Path,
     partitions: int,
 ) -> None:
     """The job keeps one pipeline per raw-topic partition, as a consumer-group worker does per
     partition it owns: its outputs equal the embedded runner's over each partition's records
-    (with one partition: over the whole recording)."""
+    (with one partition: over the whole recording). Both score the promoted ONNX model of the
+    centrifugal pumps: the job in its own virtualenv's onnxruntime, through the same code."""
     prefix = unique_prefix()
     _topics(kafka.bootstrap, prefix, partitions)
     publish(kafka.bootstrap, prefix, recorded)
@@ -98,11 +114,12 @@ def test_the_flink_job_and_the_embedded_runner_give_the_same_outputs(
         prefix=prefix,
         partitions=partitions,
         tmp=tmp_path,
+        models=models,
     )
     assert job.wait(timeout=600) == 0, (tmp_path / "flink.log").read_text()[-5000:]
     flink = sets_of(read_outputs(kafka.bootstrap, prefix))
     assert len(partitions_of(kafka.bootstrap, prefix)) == partitions
-    embedded = embedded_sets(kafka.bootstrap, prefix, recorded, store)
+    embedded = embedded_sets(kafka.bootstrap, prefix, recorded, store, models=models)
 
     # the input is not trivial: every kind of trouble shows in the embedded runner's outputs
     assert sum(embedded.readings.values()) > 30_000
@@ -111,6 +128,9 @@ def test_the_flink_job_and_the_embedded_runner_give_the_same_outputs(
     reasons = Counter(k[0] for k in embedded.dead_letters.elements())
     assert {"malformed", "bad_unit", "stale_sequence"} <= set(reasons), reasons
     assert len(embedded.anomalies) > 0 and len(embedded.alerts) > 0
+    model_rows = [k for k in embedded.anomalies if k[3] == "model:pca"]
+    assert len(model_rows) > 20
+    assert {k[5] for k in model_rows} == {"centrifugal_pump/pca/v1"}
 
     assert flink.readings == embedded.readings
     assert flink.feature_versions == embedded.feature_versions

@@ -43,6 +43,7 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "Stuck": Stuck,
     "NoData": NoData,
     "OutOfRange": OutOfRange,
+    "PageHinkley": detect.PageHinkley,
 }
 
 
@@ -306,3 +307,187 @@ def test_input_is_not_modified(name: str) -> None:
     for w, cols in zip(windows, before, strict=True):
         for field, col in cols.items():
             np.testing.assert_array_equal(getattr(w, field), col, err_msg=field)
+
+
+# -- sequential scorers and fitted models ---------------------------------------------------------
+#
+# The same suite for the other two families ``plantwatch.detect`` exports (detect/base.py):
+# *sequential* scorers (``update(x) -> scores``, state carried across calls: NAB, CUSUM) and
+# *fitted models* (``fit``/``score``/``to_onnx``: what ``plantwatch train`` registers and the
+# stream runs in onnxruntime). Discovered the same way; each needs a factory.
+
+SEQUENTIAL_FACTORIES: dict[str, Callable[[], detect.Sequential]] = {
+    "EwmaZ": detect.EwmaZ,
+    "MedianZ": detect.MedianZ,
+    "Cusum": detect.Cusum,
+    "Likelihood": detect.Likelihood,
+}
+MODEL_FACTORIES: dict[str, Callable[[], detect.Model]] = {
+    "PCAModel": detect.PCAModel,
+    "CVAModel": detect.CVAModel,
+    "IsolationForestModel": lambda: detect.IsolationForestModel(random_state=0),
+}
+
+
+def _discover_family(*methods: str) -> list[str]:
+    return sorted(
+        attr
+        for attr in dir(detect)
+        if not attr.startswith("_")
+        and inspect.isclass(getattr(detect, attr))
+        and isinstance(getattr(getattr(detect, attr), "name", None), str)
+        and all(callable(getattr(getattr(detect, attr), m, None)) for m in methods)
+    )
+
+
+SEQUENTIAL = _discover_family("update")
+MODELS = _discover_family("fit", "score", "to_onnx")
+
+
+def test_every_sequential_scorer_and_model_has_a_factory() -> None:
+    assert sorted(SEQUENTIAL_FACTORIES) == SEQUENTIAL, "SEQUENTIAL_FACTORIES out of date"
+    assert sorted(MODEL_FACTORIES) == MODELS, "MODEL_FACTORIES out of date"
+    assert set(SEQUENTIAL) & set(NAMES) == set()
+    assert set(MODELS) & set(NAMES) == set()
+
+
+def series(seed: int, n: int = 600, d: int = 2) -> F64:
+    """Noise around a gentle cycle per column, a level shift (20 σ) in the last quarter."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None]
+    x = 10.0 + 0.2 * np.sin(t / 40.0 + np.arange(d)) + rng.normal(0.0, 0.2, (n, d))
+    x[3 * n // 4 :, 0] += 4.0
+    return x
+
+
+def _seq(name: str) -> detect.Sequential:
+    factory = SEQUENTIAL_FACTORIES.get(name)
+    if factory is None:
+        pytest.fail(f"plantwatch.detect exports {name!r}: add it to SEQUENTIAL_FACTORIES")
+    return factory()
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_sequential_deterministic_and_chunking_invariant(name: str) -> None:
+    x = series(1)
+    with strict():
+        whole = _seq(name).update(x)
+        again = _seq(name).update(x)
+        det = _seq(name)
+        pieces = np.concatenate([det.update(x[a : a + 37]) for a in range(0, len(x), 37)])
+        other = _seq(name).update(series(2))
+    np.testing.assert_array_equal(whole, again)
+    np.testing.assert_allclose(pieces, whole, rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(whole, other)
+    assert whole.shape == (len(x),)
+    assert np.isfinite(whole).all()
+    assert (whole >= 0).all()
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_sequential_scores_the_level_shift_higher(name: str) -> None:
+    x = series(3)
+    with strict():
+        s = _seq(name).update(x)
+    n = len(x)
+    assert s[3 * n // 4 : 3 * n // 4 + 60].max() > np.quantile(s[n // 4 : 3 * n // 4], 0.99)
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_sequential_pickle_mid_stream(name: str) -> None:
+    x = series(4)
+    det = _seq(name)
+    with strict():
+        det.update(x[:250])
+        clone = pickle.loads(pickle.dumps(det))
+        np.testing.assert_array_equal(clone.update(x[250:]), det.update(x[250:]))
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_sequential_bad_rows_score_zero_and_leave_the_state(name: str) -> None:
+    x = series(5)
+    bad = np.array([[np.nan, 1.0], [np.inf, np.nan], [-np.inf, -np.inf]])
+    with_bad = np.concatenate([x[:300], bad, x[300:]])
+    before = with_bad.copy()
+    with strict():
+        clean = _seq(name).update(x)
+        dirty = _seq(name).update(with_bad)
+        empty = _seq(name).update(np.zeros((0, 2)))
+    np.testing.assert_array_equal(with_bad, before)  # input untouched
+    np.testing.assert_array_equal(dirty[300:303], 0.0)
+    np.testing.assert_allclose(np.delete(dirty, [300, 301, 302]), clean, rtol=1e-12)
+    assert empty.shape == (0,)
+
+
+def _model(name: str) -> detect.Model:
+    factory = MODEL_FACTORIES.get(name)
+    if factory is None:
+        pytest.fail(f"plantwatch.detect exports {name!r}: add it to MODEL_FACTORIES")
+    return factory()
+
+
+def table(seed: int, n: int = 400) -> F64:
+    """Correlated normal rows (two latent factors over six columns)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    mix = np.array([[1.0, 0.5, 0.2, 0.0, 1.0, -0.3], [0.0, 0.4, 1.0, 1.0, -0.2, 0.5]])
+    return 5.0 + z @ mix + rng.normal(0.0, 0.1, (n, 6))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_seeded_determinism_and_pickle(name: str) -> None:
+    train, test = table(1), table(2, 100)
+    with strict():
+        a = _model(name).fit(train)
+        b = _model(name).fit(train)
+        clone = pickle.loads(pickle.dumps(a))
+        np.testing.assert_array_equal(a.score(test), b.score(test))
+        np.testing.assert_array_equal(clone.score(test), a.score(test))
+        assert not np.array_equal(_model(name).fit(table(3)).score(test), a.score(test))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_scores_outliers_higher_and_in_range(name: str) -> None:
+    train = table(1)
+    test = table(2, 100)
+    test[:5] += np.array([6.0, -6.0, 6.0, -6.0, 6.0, -6.0])  # far from the training cloud
+    with strict():
+        s = _model(name).fit(train).score(test)
+    assert s.shape == (100,)
+    assert np.isfinite(s).all()
+    assert (s >= 0).all()
+    assert s[:5].min() > s[5:].max()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_bad_rows(name: str) -> None:
+    """Rows with NaN or inf are left out of ``fit`` and score NaN; the others are unaffected."""
+    train, test = table(1), table(2, 50)
+    dirty_train = np.concatenate([train, [[np.nan] * 6, [np.inf] + [1.0] * 5]])
+    dirty_test = test.copy()
+    dirty_test[[3, 7], [0, 4]] = [np.nan, -np.inf]
+    before = dirty_test.copy()
+    with strict():
+        m = _model(name).fit(dirty_train)
+        s = m.score(dirty_test)
+        ref = _model(name).fit(train).score(test)
+        empty = m.score(np.zeros((0, 6)))
+    np.testing.assert_array_equal(dirty_test, before)
+    assert np.isnan(s[[3, 7]]).all()
+    keep = np.setdiff1d(np.arange(50), [3, 7])
+    np.testing.assert_allclose(s[keep], ref[keep], rtol=1e-9)
+    assert empty.shape == (0,)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_onnx_scores_like_the_model(name: str) -> None:
+    """The ONNX graph the stream runs gives the model's own scores (float32 precision)."""
+    from plantwatch.models.scoring import run_scores, session
+
+    train, test = table(1), table(2, 100)
+    test[:3] += 5.0
+    with strict():
+        m = _model(name).fit(train)
+        expected = m.score(test)
+    got = run_scores(session(m.to_onnx()), test)
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-4)

@@ -17,7 +17,8 @@ import pyarrow as pa
 from plantwatch.core.clock import iso_ms as iso_ms  # the archive writes instants this way
 from plantwatch.core.errors import PlantwatchError
 
-SCHEMA_VERSION = 1
+#: 2: anomalies.model_version (issue 7)
+SCHEMA_VERSION = 2
 MANIFEST_VERSION = 1
 MANIFEST = "_manifest.json"
 NO_MACHINE = "_none"
@@ -92,6 +93,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("threshold", pa.float64()),
             ("message", _S),
             ("detected_at", TS),
+            ("model_version", _S),
         ]
     ),
     "alert_events": pa.schema(

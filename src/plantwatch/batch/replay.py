@@ -59,6 +59,7 @@ from plantwatch.core.errors import ConfigError, PlantwatchError
 from plantwatch.core.reading import SCHEMA_VERSION, conform
 from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
+from plantwatch.models.scoring import scorer_from_settings
 from plantwatch.store import migrate, queries
 from plantwatch.store.client import Store
 from plantwatch.stream.directory import decode_machine, publish_machines
@@ -448,7 +449,11 @@ class StoreTarget:
     def __init__(self, store: Store, settings: Settings, *, clock: Clock | None = None) -> None:
         self.store = store
         migrate(store)
-        self.pipeline = Pipeline(replay_config(settings), rules=rule_set(settings).rules)
+        self.pipeline = Pipeline(
+            replay_config(settings),
+            rules=rule_set(settings).rules,
+            models=scorer_from_settings(settings),
+        )
         self.metrics = RunMetrics()
         self.topics = Topics(settings.topic_prefix)
         self.bus = MemoryBus(max_messages=4, publish_timeout=settings.bus.publish_timeout_s)

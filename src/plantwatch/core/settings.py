@@ -115,6 +115,18 @@ class FlinkSettings(BaseModel):
     restart_delay_s: float = Field(default=2.0, ge=0)
 
 
+class ModelSettings(BaseModel):
+    """Pre-trained models (``plantwatch train|models``): ``PLANTWATCH_MODELS__REGISTRY`` etc."""
+
+    #: the model registry: a folder, ``gs://bucket/prefix`` or ``s3://bucket/prefix``
+    #: (None: ``<data_dir>/models``)
+    registry: str | None = None
+    #: the stream looks for a newly promoted model this often (seconds)
+    reload_s: float = Field(default=5.0, gt=0)
+    #: false: the stream scores no model even where one is promoted
+    enabled: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLANTWATCH_", env_nested_delimiter="__", extra="ignore"
@@ -140,6 +152,7 @@ class Settings(BaseSettings):
     archive_url: str | None = None
     log: LogSettings = LogSettings()
     flink: FlinkSettings = FlinkSettings()
+    models: ModelSettings = ModelSettings()
 
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -150,6 +163,10 @@ class Settings(BaseSettings):
         """The archive export writes to and replay reads: ``PLANTWATCH_ARCHIVE_URL`` (a folder,
         ``gs://bucket/prefix`` or ``s3://bucket/prefix``), by default ``<data_dir>/archive``."""
         return self.archive_url or str((self.data_dir / "archive").resolve())
+
+    def resolved_model_registry(self) -> str:
+        """Where models are registered and the stream loads them from."""
+        return self.models.registry or str((self.data_dir / "models").resolve())
 
     def resolved_log_dir(self) -> Path | None:
         """Where the JSON log files go, or None when they are switched off."""

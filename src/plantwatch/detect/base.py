@@ -72,10 +72,42 @@ class Finding:
 
 
 class Detector(Protocol):
+    """Judges closed windows in the stream (one row per sensor and window)."""
+
     name: str
 
     def evaluate(self, windows: Windows) -> Finding:
         """Judge the rows (and update state). Never raises on NaN, inf or empty input."""
+
+
+class Sequential(Protocol):
+    """Scores a time series as it arrives, in batches: the rows of ``x`` (shape ``(n, d)``) are
+    consecutive time steps; state carries over from one call to the next, so one call over the
+    whole series and many calls over its pieces give the same scores. A score is ``>= 0``,
+    larger is more anomalous; a row with NaN or inf scores 0 and does not move the state."""
+
+    name: str
+
+    def update(self, x: F64) -> F64:
+        """Scores of the rows of ``x`` (shape ``(n, d)``, ``n`` may be 0)."""
+
+
+class Model(Protocol):
+    """A model fitted offline on normal data, then scoring rows of a feature matrix (shape
+    ``(n, d)``): score ``>= 0``, larger is more anomalous. Rows with NaN or inf score NaN.
+    ``to_onnx`` gives the same scoring as an ONNX graph (input ``X`` float32 ``(n, d)``, output
+    ``score`` float32 ``(n,)``), which is what the stream runs."""
+
+    name: str
+
+    def fit(self, x: F64) -> Model:
+        """Fit on normal rows (rows with NaN or inf are left out); returns ``self``."""
+
+    def score(self, x: F64) -> F64:
+        """Anomaly scores of the rows of ``x``."""
+
+    def to_onnx(self) -> bytes:
+        """The fitted scoring as a serialized ONNX model."""
 
 
 def grow(arr: A, n: int, fill: float | int) -> A:

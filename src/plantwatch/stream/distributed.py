@@ -28,6 +28,7 @@ from plantwatch.core.errors import ConfigError
 from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
 from plantwatch.edge.transport import KafkaTransport
+from plantwatch.models.scoring import scorer_from_settings
 from plantwatch.sim import build_plant
 from plantwatch.store import migrate
 from plantwatch.stream.backends import run_until_idle
@@ -137,7 +138,9 @@ def process(
     worker = StreamWorker(
         bus=bus,
         pipeline=Pipeline(
-            PipelineConfig.from_settings(settings.stream), rules=rule_set(settings).rules
+            PipelineConfig.from_settings(settings.stream),
+            rules=rule_set(settings).rules,
+            models=scorer_from_settings(settings),
         ),
         clock=WallClock(),
         topics=topics,

@@ -23,6 +23,7 @@ from plantwatch.console.live import MachineRow, Snapshot
 from plantwatch.core.clock import SimulatedClock, WallClock
 from plantwatch.core.settings import Settings
 from plantwatch.core.topics import Topics
+from plantwatch.models.scoring import scorer_from_settings
 from plantwatch.sim import build_plant
 from plantwatch.sim.faults import SENSOR_FAULTS
 from plantwatch.store import migrate, queries
@@ -58,7 +59,11 @@ class EmbeddedPlant:
         queries.register_machines(self.store, self.plant.registry_rows())
         st = s.stream
         self.rules = rule_set(s)
-        self.pipeline = Pipeline(PipelineConfig.from_settings(st), rules=self.rules.rules)
+        self.pipeline = Pipeline(
+            PipelineConfig.from_settings(st),
+            rules=self.rules.rules,
+            models=scorer_from_settings(s),
+        )
         self.metrics = RunMetrics()
         # The clock starts where stored data ends, so a restart continues the plant's time.
         start = o.start if o.start is not None else math.floor(WallClock().time())

@@ -67,6 +67,8 @@ ANOMALIES_SCHEMA = pa.schema(
         ("threshold", pa.float64()),
         ("message", pa.string()),
         ("detected_at", TS_TYPE),
+        # '<machine type>/<model>/v<N>' for a pre-trained model's anomaly, '' otherwise
+        ("model_version", pa.string()),
     ]
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,9 @@ from plantwatch.stream.outputs import (
 from plantwatch.stream.registry import SensorRegistry
 from plantwatch.stream.validate import REASONS, Problems, TimeLimits, key_problems, value_problems
 from plantwatch.stream.windows import Closed, Tumbling
+
+if TYPE_CHECKING:
+    from plantwatch.models.scoring import ModelScorer
 
 _LOW = np.array([KINDS[SensorKind(k)].low for k in KIND_NAMES] + [-np.inf])
 _HIGH = np.array([KINDS[SensorKind(k)].high for k in KIND_NAMES] + [np.inf])
@@ -88,8 +92,11 @@ class Pipeline:
         detectors: Sequence[Detector] | None = None,
         rules: Sequence[Rule] | None = None,
         machine_info: Mapping[str, MachineInfo] | None = None,
+        models: ModelScorer | None = None,
     ) -> None:
         self.config = config
+        #: pre-trained models (the promoted one per machine type) on every closed window
+        self.models = models
         self.registry = SensorRegistry(machine_types)
         self.deduper = Deduper(horizon=config.dedupe_horizon)
         self.windows = Tumbling(
@@ -296,6 +303,14 @@ class Pipeline:
         feats = [self._features(c, now_ms) for c in (*fired, *updates)]
         anomalies: list[pa.Table] = []
         alerts: list[AlertEvent] = []
+        if self.models is not None and fired:
+            # every window closed in this batch, all machines of a type in one model call
+            types = [self.registry.types[self._feature_rows(c)] for c in fired]
+            anomalies.append(
+                self.models.score(
+                    pa.concat_tables(feats[: len(fired)]), np.concatenate(types), now_ms
+                )
+            )
         for c in fired:
             w = self._detector_input(c)
             findings: dict[str, Finding] = {}
@@ -330,8 +345,13 @@ class Pipeline:
             out_of_range=c.out_of_range,
         )
 
+    @staticmethod
+    def _feature_rows(c: Closed) -> npt.NDArray[np.int64]:
+        """The sensors of a closed window with readings in it: one features row each."""
+        return c.sensors[c.count[c.sensors] > 0]
+
     def _features(self, c: Closed, now_ms: int) -> pa.Table:
-        rows = c.sensors[c.count[c.sensors] > 0]
+        rows = self._feature_rows(c)
         machines, sensors = self.registry.names()
         kind = self.registry.kinds[rows]
         k = len(rows)
@@ -382,6 +402,7 @@ class Pipeline:
                 pa.array(thr),
                 pa.array(messages, pa.string()),
                 pa.array(np.full(len(rows), now_ms, np.int64)).cast(TS_TYPE),
+                pa.array([""] * len(rows), pa.string()),
             ],
             schema=ANOMALIES_SCHEMA,
         )

@@ -1,11 +1,11 @@
 """The run summary: accounting, detection quality against injected faults, speed.
 
 Detection is judged against ground truth the simulator labelled: a *machine* fault counts as
-detected when a machine detector (static limit or baseline) raised an anomaly or alert on that
-machine inside the fault window; a *sensor* fault when anything was raised on that sensor inside
-its window. An alert is *false* when it fired on a machine outside every fault window of that
-machine (window end extended by ``grace_s``, the time a repaired machine's baseline needs to
-settle).
+detected when a machine detector (static limit, baseline or a pre-trained model) raised an
+anomaly or alert on that machine inside the fault window; a *sensor* fault when anything was
+raised on that sensor inside its window. An alert is *false* when it fired on a machine outside
+every fault window of that machine (window end extended by ``grace_s``, the time a repaired
+machine's baseline needs to settle).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import numpy as np
 from plantwatch.store.client import Store
 
 MACHINE_DETECTORS = ("static_limit", "baseline")
+#: anomalies of a pre-trained model (``model:<name>``) are about the machine too
+MODEL_PREFIX = "model:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,8 @@ def _first(
     if truth.scope == "sensor":
         mask &= ev["sensor_id"] == truth.sensor_id
     if sources is not None:
-        mask &= np.isin(ev["source"], list(sources))
+        src = ev["source"].astype(str)
+        mask &= np.isin(src, list(sources)) | np.char.startswith(src, MODEL_PREFIX)
     if not mask.any():
         return None
     i = int(np.flatnonzero(mask)[np.argmin(ts[mask])])

@@ -235,7 +235,11 @@ def build(args: argparse.Namespace, settings: Settings) -> Any:
     )
 
     stage = Stage(
-        PipelineConfig.from_settings(settings.stream), tuple(rule_set(settings).rules), topics
+        PipelineConfig.from_settings(settings.stream),
+        tuple(rule_set(settings).rules),
+        topics,
+        model_registry=settings.resolved_model_registry() if settings.models.enabled else None,
+        model_reload_s=settings.models.reload_s,
     )
     raw = t_env.to_data_stream(t_env.from_path("raw_readings"))
     registry = t_env.to_data_stream(t_env.from_path("machine_registry")).broadcast(_REGISTRY)

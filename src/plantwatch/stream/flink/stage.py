@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from plantwatch.alert.rules import Rule
 from plantwatch.bus.base import Message
 from plantwatch.core.topics import Topics
+from plantwatch.models.scoring import ModelScorer
 from plantwatch.stream.batches import decode_messages
 from plantwatch.stream.messages import OutMessage, output_messages, whole_dead_letters
 from plantwatch.stream.outputs import Counts
@@ -47,9 +48,20 @@ class Stage:
     config: PipelineConfig
     rules: Sequence[Rule]
     topics: Topics
+    #: the model registry the key pipelines score with (None: no models), and how often they
+    #: look for a newly promoted version
+    model_registry: str | None = None
+    model_reload_s: float = 5.0
 
     def new_state(self) -> KeyState:
-        return KeyState(Pipeline(self.config, rules=list(self.rules)))
+        models = (
+            None
+            if self.model_registry is None
+            else ModelScorer(
+                self.model_registry, reload_s=self.model_reload_s, window_s=self.config.window_s
+            )
+        )
+        return KeyState(Pipeline(self.config, rules=list(self.rules), models=models))
 
     def sync_registry(
         self, state: KeyState, machines: Mapping[str, Mapping[str, str]], token: str
