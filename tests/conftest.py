@@ -7,6 +7,7 @@ run the whole plant start it as a subprocess with its own data folder.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,20 @@ from plantwatch.services import KafkaCluster
 from plantwatch.store import ClickHouseStore, migrate, open_store
 
 from kafka_support import running_cluster
+
+
+@pytest.fixture
+def root_restored() -> Iterator[None]:
+    """Code that configures logging (``plantwatch.cli.main``, ``core.logs.setup``) changes the
+    root logger: put its handlers and level back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

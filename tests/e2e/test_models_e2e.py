@@ -9,17 +9,15 @@ runs is picked up without a restart.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from plantwatch_cli import plantwatch, run_summary
+from plantwatch_cli import plantwatch, run_summary, start_role
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +48,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert "centrifugal_pump/pca/v1" in out, out
     assert out.count("promoted") == 4, out
     return {"root": root, "history": history, "registry": registry}
+
+
+def _train_pump(source: str, trained: dict[str, Path]) -> None:
+    """Register another version of the pumps' model (not promoted)."""
+    plantwatch(
+        *("train", "--source", source, "--model", "pca", "--machine-type", "centrifugal_pump"),
+        *("--registry", str(trained["registry"]), "--data-dir", str(trained["history"])),
+    )
 
 
 def _show(registry: Path, ref: str) -> dict:
@@ -84,19 +90,7 @@ def test_training_from_chdb_and_from_its_parquet_export_is_the_same_model(
         "readings",
         "--no-checkpoint",
     )
-    plantwatch(
-        "train",
-        "--source",
-        f"parquet://{archive}",
-        "--model",
-        "pca",
-        "--machine-type",
-        "centrifugal_pump",
-        "--registry",
-        str(registry),
-        "--data-dir",
-        str(history),
-    )
+    _train_pump(f"parquet://{archive}", trained)
     again = _show(registry, "centrifugal_pump/pca/v2")
     assert again["promoted"] is False  # registered, not promoted
     # the same spec and moments (summation order may differ in the last bits)
@@ -172,55 +166,25 @@ def test_a_version_promoted_while_the_plant_runs_is_picked_up(trained: dict[str,
         "PLANTWATCH_MODELS__REGISTRY": str(registry),
         "PLANTWATCH_MODELS__RELOAD_S": "0.5",
     }
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plantwatch.cli",
-                "run",
-                "--no-live",
-                "--machines",
-                "4",
-                "--speed",
-                "60",
-                "--duration",
-                "45",
-                "--faults",
-                "none",
-                "--data-dir",
-                str(data),
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **env},
-        )
-        try:
-            _wait_for(log, r"model centrifugal_pump/pca/v1 in use", proc)
-            # v2 exists from the parquet test or is made here; either way promote the latest
-            if (
-                "centrifugal_pump/pca/v2"
-                not in plantwatch("models", "list", "--registry", str(registry)).stdout
-            ):
-                plantwatch(
-                    "train",
-                    "--source",
-                    f"chdb://{trained['history']}",
-                    "--model",
-                    "pca",
-                    "--machine-type",
-                    "centrifugal_pump",
-                    "--registry",
-                    str(registry),
-                    "--data-dir",
-                    str(trained["history"]),
-                )
-            plantwatch("models", "promote", "centrifugal_pump/pca/v2", "--registry", str(registry))
-            _wait_for(log, r"model centrifugal_pump/pca/v2 in use", proc)
-            assert proc.poll() is None, "the plant must still be running: no restart"
-        finally:
-            rc = proc.wait(timeout=120)
+    proc = start_role(
+        *("run", "--no-live", "--machines", "4", "--speed", "60", "--duration", "45"),
+        *("--faults", "none", "--data-dir", str(data)),
+        env=env,
+        log=log,
+    )
+    try:
+        _wait_for(log, r"model centrifugal_pump/pca/v1 in use", proc)
+        # the parquet test registered v2 (not promoted); without it, register one here
+        if (
+            "centrifugal_pump/pca/v2"
+            not in plantwatch("models", "list", "--registry", str(registry)).stdout
+        ):
+            _train_pump(f"chdb://{trained['history']}", trained)
+        plantwatch("models", "promote", "centrifugal_pump/pca/v2", "--registry", str(registry))
+        _wait_for(log, r"model centrifugal_pump/pca/v2 in use", proc)
+        assert proc.poll() is None, "the plant must still be running: no restart"
+    finally:
+        rc = proc.wait(timeout=120)
     assert rc == 0, log.read_text()[-3000:]
     # put v1 back for the other tests of this module
     plantwatch("models", "promote", "centrifugal_pump/pca/v1", "--registry", str(registry))

@@ -70,19 +70,6 @@ def attach(lg: logging.Logger, handler: EcsFileHandler, service: str = "svc") ->
 
 
 @pytest.fixture
-def root_restored() -> Iterator[None]:
-    """configure_logging changes the root logger: put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    root.setLevel(level)
-
-
-@pytest.fixture
 def plantwatch_file(tmp_path: Path) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """A JSON file handler on the ``plantwatch`` logger; returns a reader of its lines."""
     lg = logging.getLogger("plantwatch")

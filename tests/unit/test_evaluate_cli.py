@@ -13,6 +13,8 @@ from plantwatch.cli import main
 from plantwatch.evaluate.cli import EVALUATORS
 from plantwatch.evaluate.report import Report
 
+pytestmark = pytest.mark.usefixtures("root_restored")  # main() installs log handlers
+
 
 @pytest.fixture(autouse=True)
 def _logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +13,8 @@ from plantwatch.models.registry import ModelRef, Registry
 ONNX = b"not really onnx: the CLI never runs it"
 
 
-@pytest.fixture(autouse=True)
-def root_restored() -> Iterator[None]:
-    """``main`` installs the console and JSON log handlers on the root logger: remove them."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    root.setLevel(level)
+# ``main`` installs the console and JSON log handlers on the root logger: remove them after
+pytestmark = pytest.mark.usefixtures("root_restored")
 
 
 @pytest.fixture

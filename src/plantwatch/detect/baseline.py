@@ -12,6 +12,8 @@ limits' job. A sensor needs ``min_history`` windows before it is judged (warm-up
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from plantwatch.core.kinds import KIND_NAMES
@@ -51,6 +53,69 @@ def _quantiles(h: F64, qs: tuple[float, ...]) -> list[F64]:
     return out
 
 
+class History:
+    """The last ``size`` window means of every sensor (a ring buffer per sensor index) and each
+    sensor's kind: the robust centre and scale that :class:`RobustBaseline` and
+    :class:`~plantwatch.detect.change.PageHinkley` judge a window mean against."""
+
+    def __init__(self, size: int, min_history: int, rel_floor: float) -> None:
+        if not 1 <= min_history <= size:
+            raise ValueError(f"need 1 <= min_history <= history, got {min_history}, {size}")
+        self.size, self.min_history, self.rel_floor = size, min_history, rel_floor
+        self.means: F64 = np.full((0, size), np.nan)
+        self.pos: I64 = np.zeros(0, np.int64)
+        self.n: I64 = np.zeros(0, np.int64)
+        self.kind = np.zeros(0, np.int8)
+
+    def ensure(self, n: int) -> None:
+        self.means = grow(self.means, n, np.nan)
+        self.pos = grow(self.pos, n, 0)
+        self.n = grow(self.n, n, 0)
+        self.kind = grow(self.kind, n, 0)
+
+    def center_scale(self, sensors: I64) -> tuple[F64, F64]:
+        """Median and robust scale per sensor (see the module docstring); NaN in warm-up."""
+        ok = self.n[sensors] >= self.min_history
+        med = np.full(len(sensors), np.nan)
+        scale = np.full(len(sensors), np.nan)
+        if ok.any():
+            h = self.means[sensors[ok]]
+            q10, m, q90 = _quantiles(h, (0.1, 0.5, 0.9))
+            (mad,) = _quantiles(np.abs(h - m[:, None]), (0.5,))
+            floor = np.maximum(self.rel_floor * np.abs(m), _FLOOR[self.kind[sensors[ok]]])
+            med[ok] = m
+            scale[ok] = np.maximum(np.maximum(1.4826 * mad, (q90 - q10) / 2.563), floor)
+        return med, scale
+
+    def push(self, sensors: I64, x: F64) -> None:
+        """The windows join the history (the baseline follows the process)."""
+        pos = self.pos[sensors]
+        self.means[sensors, pos] = x
+        self.pos[sensors] = (pos + 1) % self.size
+        self.n[sensors] = np.minimum(self.n[sensors] + 1, self.size)
+
+    def restore(self, sensor: int, kind: int, means: list[float]) -> None:
+        self.ensure(sensor + 1)
+        tail = [m for m in means if np.isfinite(m)][-self.size :]
+        self.means[sensor] = np.nan
+        self.means[sensor, : len(tail)] = tail
+        self.pos[sensor] = len(tail) % self.size
+        self.n[sensor] = len(tail)
+        self.kind[sensor] = kind
+
+
+def judge_in_time_order(windows: Windows, judge: Callable[[I64], None]) -> None:
+    """``judge(rows)`` over the rows with data, each sensor at most once per call of ``judge``:
+    one window per sensor per evaluation in practice; if a sensor repeats (after a restart), its
+    windows are judged in time order."""
+    rows = np.flatnonzero((windows.count > 0) & np.isfinite(windows.mean))
+    order = rows[np.argsort(windows.end_ms[rows], kind="stable")]
+    while len(order):
+        _, first = np.unique(windows.sensor[order], return_index=True)
+        judge(order[first])
+        order = np.delete(order, first)
+
+
 class RobustBaseline:
     name = "baseline"
 
@@ -63,38 +128,16 @@ class RobustBaseline:
         crit_z: float = 6.0,
         rel_floor: float = 0.02,
     ) -> None:
-        if not 1 <= min_history <= history:
-            raise ValueError(f"need 1 <= min_history <= history, got {min_history}, {history}")
         if not 0 < warn_z <= crit_z:
             raise ValueError(f"need 0 < warn_z <= crit_z, got {warn_z}, {crit_z}")
+        self._h = History(history, min_history, rel_floor)
         self.history, self.min_history = history, min_history
         self.warn_z, self.crit_z, self.rel_floor = warn_z, crit_z, rel_floor
-        self._hist: F64 = np.full((0, history), np.nan)
-        self._pos: I64 = np.zeros(0, np.int64)
-        self._n: I64 = np.zeros(0, np.int64)
         self._noise: F64 = np.zeros(0, np.float64)
-        self._kind = np.zeros(0, np.int8)
 
     def _ensure(self, n: int) -> None:
-        self._hist = grow(self._hist, n, np.nan)
-        self._pos = grow(self._pos, n, 0)
-        self._n = grow(self._n, n, 0)
+        self._h.ensure(n)
         self._noise = grow(self._noise, n, 0.0)
-        self._kind = grow(self._kind, n, 0)
-
-    def _center_scale(self, sensors: I64) -> tuple[F64, F64]:
-        hist = self._hist[sensors]
-        ok = self._n[sensors] >= self.min_history
-        med = np.full(len(sensors), np.nan)
-        scale = np.full(len(sensors), np.nan)
-        if ok.any():
-            h = hist[ok]
-            q10, m, q90 = _quantiles(h, (0.1, 0.5, 0.9))
-            (mad,) = _quantiles(np.abs(h - m[:, None]), (0.5,))
-            floor = np.maximum(self.rel_floor * np.abs(m), _FLOOR[self._kind[sensors[ok]]])
-            med[ok] = m
-            scale[ok] = np.maximum(np.maximum(1.4826 * mad, (q90 - q10) / 2.563), floor)
-        return med, scale
 
     def evaluate(self, windows: Windows) -> Finding:
         n = len(windows)
@@ -102,24 +145,14 @@ class RobustBaseline:
         if n == 0:
             return out
         self._ensure(int(windows.sensor.max()) + 1)
-        self._kind[windows.sensor] = windows.kind
-        rows = np.flatnonzero((windows.count > 0) & np.isfinite(windows.mean))
-        if len(rows) == 0:
-            return out
-        # One window per sensor per call in practice; if a sensor repeats, judge it in order.
-        order = rows[np.argsort(windows.end_ms[rows], kind="stable")]
-        while len(order):
-            s = windows.sensor[order]
-            _, first = np.unique(s, return_index=True)
-            batch = order[first]
-            self._judge(windows, batch, out)
-            order = np.delete(order, first)
+        self._h.kind[windows.sensor] = windows.kind
+        judge_in_time_order(windows, lambda rows: self._judge(windows, rows, out))
         return out
 
     def _judge(self, w: Windows, rows: I64, out: Finding) -> None:
         sensors = w.sensor[rows]
         x = w.mean[rows]
-        med, scale = self._center_scale(sensors)
+        med, scale = self._h.center_scale(sensors)
         with np.errstate(invalid="ignore"):
             z = np.abs(x - med) / scale
         judged = np.isfinite(z)
@@ -136,13 +169,9 @@ class RobustBaseline:
             med + np.sign(x - med) * self.crit_z * scale,
             np.where(level == WARNING, med + np.sign(x - med) * self.warn_z * scale, np.nan),
         )
-        # Update the history with this window (the baseline follows the process).
-        pos = self._pos[sensors]
-        self._hist[sensors, pos] = x
-        self._pos[sensors] = (pos + 1) % self.history
-        self._n[sensors] = np.minimum(self._n[sensors] + 1, self.history)
+        self._h.push(sensors, x)
         std = np.nan_to_num(w.std[rows], nan=0.0)
-        fresh = self._n[sensors] <= 1
+        fresh = self._h.n[sensors] <= 1
         self._noise[sensors] = np.where(fresh, std, 0.9 * self._noise[sensors] + 0.1 * std)
 
     def score_readings(self, sensors: I64, values: F64) -> F64:
@@ -151,7 +180,7 @@ class RobustBaseline:
             return np.zeros(0, np.float64)
         self._ensure(int(sensors.max()) + 1)
         uniq, inv = np.unique(sensors, return_inverse=True)
-        med, scale = self._center_scale(uniq)
+        med, scale = self._h.center_scale(uniq)
         noise = self._noise[uniq]
         total = np.sqrt(scale**2 + noise**2)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,9 +189,4 @@ class RobustBaseline:
     def restore(self, sensor: int, kind: int, means: list[float]) -> None:
         """Seed a sensor's history (oldest first), e.g. from stored features after a restart."""
         self._ensure(sensor + 1)
-        tail = [m for m in means if np.isfinite(m)][-self.history :]
-        self._hist[sensor] = np.nan
-        self._hist[sensor, : len(tail)] = tail
-        self._pos[sensor] = len(tail) % self.history
-        self._n[sensor] = len(tail)
-        self._kind[sensor] = kind
+        self._h.restore(sensor, kind, means)

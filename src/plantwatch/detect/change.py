@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from plantwatch.detect.base import CRITICAL, F64, I64, NONE, WARNING, Finding, Windows, grow
-from plantwatch.detect.baseline import _FLOOR, _quantiles
+from plantwatch.detect.baseline import History, judge_in_time_order
 
 
 class PageHinkley:
@@ -45,29 +45,21 @@ class PageHinkley:
         crit_h: float = 10.0,
         rel_floor: float = 0.02,
     ) -> None:
-        if not 1 <= min_history <= history:
-            raise ValueError(f"need 1 <= min_history <= history, got {min_history}, {history}")
         if not 0 < warn_h <= crit_h:
             raise ValueError(f"need 0 < warn_h <= crit_h, got {warn_h}, {crit_h}")
         if delta < 0 or clip <= 0:
             raise ValueError(f"need delta >= 0 and clip > 0, got {delta}, {clip}")
+        self._h = History(history, min_history, rel_floor)
         self.history, self.min_history = history, min_history
         self.delta, self.clip, self.warn_h, self.crit_h = delta, clip, warn_h, crit_h
         self.rel_floor = rel_floor
-        self._hist: F64 = np.full((0, history), np.nan)
-        self._pos: I64 = np.zeros(0, np.int64)
-        self._n: I64 = np.zeros(0, np.int64)
         self._up: F64 = np.zeros(0, np.float64)
         self._down: F64 = np.zeros(0, np.float64)
-        self._kind = np.zeros(0, np.int8)
 
     def _ensure(self, n: int) -> None:
-        self._hist = grow(self._hist, n, np.nan)
-        self._pos = grow(self._pos, n, 0)
-        self._n = grow(self._n, n, 0)
+        self._h.ensure(n)
         self._up = grow(self._up, n, 0.0)
         self._down = grow(self._down, n, 0.0)
-        self._kind = grow(self._kind, n, 0)
 
     def evaluate(self, windows: Windows) -> Finding:
         n = len(windows)
@@ -75,28 +67,19 @@ class PageHinkley:
         if n == 0:
             return out
         self._ensure(int(windows.sensor.max()) + 1)
-        self._kind[windows.sensor] = windows.kind
-        rows = np.flatnonzero((windows.count > 0) & np.isfinite(windows.mean))
-        # a sensor may repeat within a call (after a restart): judge its windows in time order
-        order = rows[np.argsort(windows.end_ms[rows], kind="stable")]
-        while len(order):
-            _, first = np.unique(windows.sensor[order], return_index=True)
-            self._judge(windows, order[first], out)
-            order = np.delete(order, first)
+        self._h.kind[windows.sensor] = windows.kind
+        judge_in_time_order(windows, lambda rows: self._judge(windows, rows, out))
         return out
 
     def _judge(self, w: Windows, rows: I64, out: Finding) -> None:
         sensors = w.sensor[rows]
         x = w.mean[rows]
-        ok = self._n[sensors] >= self.min_history
+        med_all, scale_all = self._h.center_scale(sensors)
+        ok = np.isfinite(med_all)
         if ok.any():
             s, r = sensors[ok], rows[ok]
-            h = self._hist[s]
-            q10, med, q90 = _quantiles(h, (0.1, 0.5, 0.9))
-            (mad,) = _quantiles(np.abs(h - med[:, None]), (0.5,))
-            floor = np.maximum(self.rel_floor * np.abs(med), _FLOOR[self._kind[s]])
-            scale = np.maximum(np.maximum(1.4826 * mad, (q90 - q10) / 2.563), floor)
-            scale = np.where(scale > 0, scale, 1.0)
+            med = med_all[ok]
+            scale = np.where(scale_all[ok] > 0, scale_all[ok], 1.0)
             with np.errstate(over="ignore", invalid="ignore"):
                 u = np.clip(np.nan_to_num((x[ok] - med) / scale), -self.clip, self.clip)
             up = np.maximum(0.0, self._up[s] + u - self.delta)
@@ -110,8 +93,4 @@ class PageHinkley:
             out.threshold[r] = np.where(
                 level == CRITICAL, self.crit_h, np.where(level == WARNING, self.warn_h, np.nan)
             )
-        # the window joins the history (the baseline follows the process)
-        pos = self._pos[sensors]
-        self._hist[sensors, pos] = x
-        self._pos[sensors] = (pos + 1) % self.history
-        self._n[sensors] = np.minimum(self._n[sensors] + 1, self.history)
+        self._h.push(sensors, x)

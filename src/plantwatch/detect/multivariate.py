@@ -243,7 +243,7 @@ class PCAModel:
         return np.maximum(t2 / self.t2_limit_, spe / self.spe_limit_)
 
     def to_onnx(self) -> bytes:
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import helper, numpy_helper
 
         mean, std, p, ev = self._check()
         d, k = p.shape
@@ -277,23 +277,13 @@ class PCAModel:
             n("Max", ["t2_rel", "spe_rel"], ["both"]),
             *_nan_guard_nodes("X", "both", "score"),
         ]
-        graph = helper.make_graph(
+        return _scoring_model(
             nodes,
-            "plantwatch_pca",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", d])],
-            [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
             inits,
+            "plantwatch_pca",
+            d,
+            f"PCA score max(T2/T2_lim, SPE/SPE_lim); k={k}, alpha={self.alpha}, d={d}",
         )
-        model = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
-            producer_name="plantwatch",
-            ir_version=IR_VERSION,
-        )
-        model.doc_string = (
-            f"PCA score max(T2/T2_lim, SPE/SPE_lim); k={k}, alpha={self.alpha}, d={d}"
-        )
-        return bytes(model.SerializeToString())
 
 
 def _spe_limit(rest: F64, alpha: float) -> float:
@@ -312,6 +302,39 @@ def _spe_limit(rest: F64, alpha: float) -> float:
             return float(th1 * inner ** (1.0 / h0))
     g, h = th2 / th1, th1**2 / th2
     return float(g * stats.chi2.ppf(alpha, h))
+
+
+def _scoring_model(
+    nodes: list[Any],
+    inits: list[Any],
+    name: str,
+    d: int,
+    doc: str,
+    *,
+    opsets: list[Any] | None = None,
+    ir_version: int = IR_VERSION,
+) -> bytes:
+    """The serialized ONNX model of a scoring graph: input ``X`` float32 ``(N, d)``, output
+    ``score`` float32 ``(N,)`` — the contract every fitted model's ``to_onnx`` keeps."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", d])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets or [helper.make_opsetid("", OPSET)],
+        producer_name="plantwatch",
+        ir_version=ir_version,
+    )
+    model.doc_string = doc
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
 
 
 def _nan_guard_nodes(x: str, value: str, out: str) -> list[Any]:
@@ -390,8 +413,7 @@ class IsolationForestModel:
         return out
 
     def to_onnx(self) -> bytes:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import helper, numpy_helper
         from skl2onnx import to_onnx
 
         if self.forest_ is None or self.mean_ is None or self.std_ is None:
@@ -435,22 +457,15 @@ class IsolationForestModel:
             *_nan_guard_nodes("X", "neg", "score"),
         ]
         nodes = [*pre, *g.node, *post]
-        graph = helper.make_graph(
+        return _scoring_model(
             nodes,
-            "plantwatch_iforest",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", d])],
-            [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
             [*g.initializer, *inits],
-        )
-        model = helper.make_model(
-            graph,
-            opset_imports=list(conv.opset_import),
-            producer_name="plantwatch",
+            "plantwatch_iforest",
+            d,
+            "isolation forest score -score_samples in (0, 1]",
+            opsets=list(conv.opset_import),
             ir_version=conv.ir_version,
         )
-        model.doc_string = "isolation forest score -score_samples in (0, 1]"
-        onnx.checker.check_model(model)
-        return bytes(model.SerializeToString())
 
 
 class CVAModel:
@@ -625,7 +640,7 @@ class CVAModel:
         return np.maximum(t2s / self.t2s_limit_, t2r / self.t2r_limit_)
 
     def to_onnx(self) -> bytes:
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import helper, numpy_helper
 
         mean, std, j, ll = self._check()
         dp = len(mean)
@@ -656,21 +671,13 @@ class CVAModel:
             n("Max", ["t2s_rel", "t2r_rel"], ["both"]),
             *_nan_guard_nodes("X", "both", "score"),
         ]
-        graph = helper.make_graph(
+        return _scoring_model(
             nodes,
-            "plantwatch_cva",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", dp])],
-            [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
             inits,
+            "plantwatch_cva",
+            dp,
+            f"CVA score max(T2s/lim, T2r/lim); lags={self.lags}, k={self.k_}, d={dp}",
         )
-        model = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
-            producer_name="plantwatch",
-            ir_version=IR_VERSION,
-        )
-        model.doc_string = f"CVA score max(T2s/lim, T2r/lim); lags={self.lags}, k={self.k_}, d={dp}"
-        return bytes(model.SerializeToString())
 
 
 def select_cva_lags(x: F64, max_lags: int = 6, folds: int = 5) -> tuple[int, dict[int, float]]:
