@@ -160,7 +160,11 @@ class Archive:
         self.verified_by: Counter[str] = Counter()
 
     @classmethod
-    def open(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> Archive:
+    def open(
+        cls, url: str, storage_options: Mapping[str, Any] | None = None, *, create: bool = True
+    ) -> Archive:
+        """The archive at ``url``; a local root folder is created unless ``create`` is false
+        (reading a folder that is not there then finds nothing)."""
         try:
             fs, root, protocol = _filesystem(url, storage_options)
         except PlantwatchError:
@@ -170,7 +174,7 @@ class Archive:
                 f"cannot open the archive {url}: {exc}; check the URL and the storage options"
             ) from exc
         archive = cls(url, fs, root, protocol)
-        if archive.local:
+        if archive.local and create:
             with archive._errors("create", ""):
                 os.makedirs(root, exist_ok=True)
         return archive

@@ -387,6 +387,15 @@ WHERE machine_id = '${machine}' AND $__timeFilter(window_start)
 GROUP BY sensor, kind ORDER BY kind, sensor""",
         ("sensor", "kind", "latest_window", "count", "mean", "std", "min", "max", "rms"),
     )
+    models = bd.q(
+        "Model anomalies",
+        """
+SELECT ts AS time, model_version, severity, sensor_id AS most_unusual, score, threshold, message
+FROM {db}.anomalies FINAL
+WHERE machine_id = '${machine}' AND startsWith(detector, 'model:') AND $__timeFilter(ts)
+ORDER BY ts DESC LIMIT 200""",
+        ("time", "model_version", "severity", "most_unusual", "score", "threshold", "message"),
+    )
     note = bd.q(
         "annotation: Alarms",
         """
@@ -402,7 +411,8 @@ WHERE machine_id = '${machine}' AND created_at <= $__toTime
         bd,
         "Machine detail",
         "Every sensor of one machine by kind, with the rules' limits (dashed) and the anomaly "
-        "score (right axis); alarms as annotations; the latest window features.",
+        "score (right axis); alarms as annotations; the latest window features; what the "
+        "pre-trained model of the machine's type flagged, with its version.",
         machine_multi=False,
     )
     b = b.annotation(
@@ -434,6 +444,7 @@ WHERE machine_id = '${machine}' AND created_at <= $__toTime
     )
     b = b.with_panel(_table("Alarms", alarms, w=12))
     b = b.with_panel(_table("Latest window features", feats, w=12))
+    b = b.with_panel(_table("Model anomalies", models, w=24, h=7))
     return b, bd.queries
 
 

@@ -86,7 +86,8 @@ def parse_ref(text: str) -> tuple[str, str, int | None]:
 class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.store = Archive.open(url)
+        # a local folder is made by the first registration, not by looking
+        self.store = Archive.open(url, create=False)
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
