@@ -48,7 +48,7 @@ test: lint sysdeps ## lint, then the whole test suite
 bench: $(STAMP) ## every shape measured in one run, ~25 min (BENCH_ARGS="--quick": under 2 min); docs/performance.md
 	$(VENV)/bin/plantwatch bench --json bench-report.json $(BENCH_ARGS)
 
-evaluate: $(STAMP) ## detection quality on NAB, TEP, C-MAPSS and the simulator, ~15 min; JSON in evaluation/ (docs/models.md)
+evaluate: $(STAMP) ## detection quality on NAB, TEP, C-MAPSS and the simulator, ~6 min; JSON in evaluation/ (docs/models.md)
 	@mkdir -p evaluation
 	$(VENV)/bin/plantwatch evaluate nab --json evaluation/nab.json
 	$(VENV)/bin/plantwatch evaluate tep --json evaluation/tep.json
