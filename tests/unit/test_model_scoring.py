@@ -253,7 +253,7 @@ def test_a_newly_promoted_version_is_used_after_reload_s_without_a_new_scorer(
 
 
 def test_a_promoted_model_onnxruntime_cannot_open_keeps_the_previous_one(
-    tmp_path: Path, fitted: Fitted
+    tmp_path: Path, fitted: Fitted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A version whose bytes match their sha256 but are no ONNX graph onnxruntime can open (a
     bad export, an opset this onnxruntime lacks): logged, the model in use keeps scoring."""
@@ -277,6 +277,14 @@ def test_a_promoted_model_onnxruntime_cannot_open_keeps_the_previous_one(
         )
     assert out.column("model_version").to_pylist() == ["pump/pca/v1"]
     assert scorer.active() == {"pump": v1}
+    # a version never changes: the broken one is not downloaded again at every reload
+    loads: list[object] = []
+    real_load = scorer._registry.load  # type: ignore[union-attr]
+    monkeypatch.setattr(scorer._registry, "load", lambda ref: loads.append(ref) or real_load(ref))
+    for _ in range(3):
+        clock.t += 5.0
+        assert scorer.score(window, types, now_ms=E1).num_rows == 1
+    assert loads == []
 
 
 def test_a_model_of_another_window_size_is_not_used(tmp_path: Path, fitted: Fitted) -> None:

@@ -12,8 +12,6 @@ limits' job. A sensor needs ``min_history`` windows before it is judged (warm-up
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from plantwatch.core.kinds import KIND_NAMES
@@ -104,19 +102,37 @@ class History:
         self.kind[sensor] = kind
 
 
-def judge_in_time_order(windows: Windows, judge: Callable[[I64], None]) -> None:
-    """``judge(rows)`` over the rows with data, each sensor at most once per call of ``judge``:
-    one window per sensor per evaluation in practice; if a sensor repeats (after a restart), its
-    windows are judged in time order."""
-    rows = np.flatnonzero((windows.count > 0) & np.isfinite(windows.mean))
-    order = rows[np.argsort(windows.end_ms[rows], kind="stable")]
-    while len(order):
-        _, first = np.unique(windows.sensor[order], return_index=True)
-        judge(order[first])
-        order = np.delete(order, first)
+class WindowMeanDetector:
+    """A detector that judges each window mean against its sensor's :class:`History`
+    (:class:`RobustBaseline`, :class:`~plantwatch.detect.change.PageHinkley`): ``evaluate``
+    grows the state, then calls ``_judge`` on the rows with data, each sensor at most once per
+    call — one window per sensor in practice; if a sensor repeats (after a restart), its windows
+    are judged in time order."""
+
+    _h: History
+
+    def _ensure(self, n: int) -> None:
+        self._h.ensure(n)
+
+    def _judge(self, w: Windows, rows: I64, out: Finding) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, windows: Windows) -> Finding:
+        out = Finding.none(len(windows))
+        if len(windows) == 0:
+            return out
+        self._ensure(int(windows.sensor.max()) + 1)
+        self._h.kind[windows.sensor] = windows.kind
+        rows = np.flatnonzero((windows.count > 0) & np.isfinite(windows.mean))
+        order = rows[np.argsort(windows.end_ms[rows], kind="stable")]
+        while len(order):
+            _, first = np.unique(windows.sensor[order], return_index=True)
+            self._judge(windows, order[first], out)
+            order = np.delete(order, first)
+        return out
 
 
-class RobustBaseline:
+class RobustBaseline(WindowMeanDetector):
     name = "baseline"
 
     def __init__(
@@ -138,16 +154,6 @@ class RobustBaseline:
     def _ensure(self, n: int) -> None:
         self._h.ensure(n)
         self._noise = grow(self._noise, n, 0.0)
-
-    def evaluate(self, windows: Windows) -> Finding:
-        n = len(windows)
-        out = Finding.none(n)
-        if n == 0:
-            return out
-        self._ensure(int(windows.sensor.max()) + 1)
-        self._h.kind[windows.sensor] = windows.kind
-        judge_in_time_order(windows, lambda rows: self._judge(windows, rows, out))
-        return out
 
     def _judge(self, w: Windows, rows: I64, out: Finding) -> None:
         sensors = w.sensor[rows]

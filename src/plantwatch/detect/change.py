@@ -28,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from plantwatch.detect.base import CRITICAL, F64, I64, NONE, WARNING, Finding, Windows, grow
-from plantwatch.detect.baseline import History, judge_in_time_order
+from plantwatch.detect.baseline import History, WindowMeanDetector
 
 
-class PageHinkley:
+class PageHinkley(WindowMeanDetector):
     name = "page_hinkley"
 
     def __init__(
@@ -60,16 +60,6 @@ class PageHinkley:
         self._h.ensure(n)
         self._up = grow(self._up, n, 0.0)
         self._down = grow(self._down, n, 0.0)
-
-    def evaluate(self, windows: Windows) -> Finding:
-        n = len(windows)
-        out = Finding.none(n)
-        if n == 0:
-            return out
-        self._ensure(int(windows.sensor.max()) + 1)
-        self._h.kind[windows.sensor] = windows.kind
-        judge_in_time_order(windows, lambda rows: self._judge(windows, rows, out))
-        return out
 
     def _judge(self, w: Windows, rows: I64, out: Finding) -> None:
         sensors = w.sensor[rows]

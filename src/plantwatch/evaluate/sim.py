@@ -33,6 +33,7 @@ from typing import Any
 
 from plantwatch.core.errors import PlantwatchError
 from plantwatch.evaluate.report import Report
+from plantwatch.sim.faults import MACHINE_FAULTS
 
 HELP = "train on a fault-free simulated history, then detect the faults of another one"
 
@@ -153,12 +154,7 @@ def judge(summary: dict[str, Any], args: argparse.Namespace) -> Report:
     }
     rows: list[Sequence[Any]] = []
     delays = []
-    machine_kinds = set(d.get("machine_kinds") or ()) or {
-        "bearing_wear",
-        "overheating",
-        "pressure_leak",
-        "electrical",
-    }
+    machine_kinds = {k.value for k in MACHINE_FAULTS}
     for t in truths:
         key = (t["machine"], t["sensor"], t["kind"], t["start"])
         f = found.get(key)

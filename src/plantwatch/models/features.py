@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from plantwatch.core.codec import ts_ms
 
 F64 = npt.NDArray[np.float64]
 STATS = ("mean", "std", "min", "max", "last", "rms")
@@ -115,10 +116,6 @@ def _col(t: pa.Table, name: str) -> npt.NDArray[Any]:
     return np.asarray(t.column(name).to_numpy(zero_copy_only=False))
 
 
-def _ms(t: pa.Table, name: str) -> npt.NDArray[np.int64]:
-    return np.asarray(pc.cast(t.column(name), pa.int64()).to_numpy(), np.int64)
-
-
 def machine_matrix(
     features: pa.Table, machine_type: npt.NDArray[Any], spec: FeatureSpec
 ) -> MachineRows:
@@ -144,7 +141,7 @@ def machine_matrix(
     rows = np.flatnonzero(known)
     col_of_sensor = sorter[pos[rows]]
     machine = _col(features, "machine_id").astype(object)[rows]
-    end = _ms(features, "window_end")[rows]
+    end = ts_ms(features, "window_end")[rows]
     version = _col(features, "version").astype(np.int64)[rows]
     # one (machine, window) key per output row; the latest version of each cell wins
     key_m, m_inv = np.unique(machine.astype(str), return_inverse=True)
@@ -179,7 +176,7 @@ def spec_from_features(
     mask = np.asarray(machine_type == wanted, np.bool_)
     window = np.char.add(
         np.char.add(_col(features, "machine_id").astype(str)[mask], "\x1f"),
-        _ms(features, "window_end")[mask].astype(str),
+        ts_ms(features, "window_end")[mask].astype(str),
     )
     # a window computed again (a late reading: version 2, 3) counts once
     _, one = np.unique(

@@ -130,12 +130,13 @@ class Registry:
         """Store a new version: the model first, its metadata (naming the model's sha256) last."""
         check_name("machine type", machine_type)
         check_name("model name", name)
-        existing = [r.version for r in self.versions(machine_type) if r.name == name]
-        # a folder without metadata is an interrupted registration: its number is not reused
-        for path in self.store.list(f"{machine_type}/{name}"):
-            m = _VERSION_DIR.match(path.split("/")[2]) if path.count("/") >= 3 else None
-            if m:
-                existing.append(int(m.group(1)))
+        # every version folder counts, also one without metadata (an interrupted registration):
+        # its number is not reused
+        existing = [
+            int(m.group(1))
+            for path in self.store.list(f"{machine_type}/{name}")
+            if path.count("/") >= 3 and (m := _VERSION_DIR.match(path.split("/")[2]))
+        ]
         ref = ModelRef(machine_type, name, max(existing, default=0) + 1)
         sha256, _ = self.store.put_bytes(f"{ref.folder}/{MODEL_FILE}", onnx)
         meta = {

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from plantwatch.batch.archive import ArchiveError
 from plantwatch.core.reading import TS_TYPE
 from plantwatch.core.settings import Settings
 from plantwatch.models.features import FeatureSpec, machine_matrix
@@ -110,6 +111,9 @@ class ModelScorer:
         self._active: dict[str, Active] = {}
         self._checked: dict[str, float] = {}
         self._warned: set[str] = set()
+        #: promoted versions that could not be used (corrupt, not ONNX, other window size):
+        #: versions never change, so they are not downloaded again
+        self._refused: set[ModelRef] = set()
         #: models loaded so far (a promotion picked up counts again)
         self.loads = 0
 
@@ -152,37 +156,48 @@ class ModelScorer:
                 if self._registry is None:
                     self._registry = Registry(self.registry_url)
                 ref = self._registry.promoted(mtype)
-                current = self._active.get(mtype)
-                if ref is None:
-                    if current is not None:
-                        log.info("no promoted model for %s any more: %s stops", mtype, current.ref)
-                        del self._active[mtype]
-                    continue
-                if current is not None and current.ref == ref:
-                    continue
+            except Exception as exc:  # unreachable or unreadable: look again next time
+                self._cannot_load(mtype, exc)
+                continue
+            current = self._active.get(mtype)
+            if ref is None:
+                if current is not None:
+                    log.info("no promoted model for %s any more: %s stops", mtype, current.ref)
+                    del self._active[mtype]
+                continue
+            if (current is not None and current.ref == ref) or ref in self._refused:
+                continue
+            try:
                 loaded = Active.of(self._registry.load(ref))
-                if abs(loaded.spec.window_s - self.window_s) > 1e-9:
-                    self._warn_once(
-                        f"window:{ref}",
-                        "model %s was trained on %gs windows, the stream closes %gs windows: "
-                        "not used",
-                        ref,
-                        loaded.spec.window_s,
-                        self.window_s,
-                    )
-                    continue
-                self._active[mtype] = loaded
-                self.loads += 1
-                log.info("model %s in use for %s machines", ref, mtype)
-            except Exception as exc:  # onnxruntime's errors derive from Exception only
-                self._warn_once(
-                    f"load:{mtype}:{exc}",
-                    "cannot load the promoted model of %s from %s (%s); %s",
-                    mtype,
-                    self.registry_url,
-                    exc,
-                    "keeping the one in use" if mtype in self._active else "no model scores it",
+            except ArchiveError as exc:  # reading failed: try again next time
+                self._cannot_load(mtype, exc)
+                continue
+            except Exception as exc:  # a version never changes: a bad one stays bad
+                self._refused.add(ref)
+                self._cannot_load(mtype, exc)
+                continue
+            if abs(loaded.spec.window_s - self.window_s) > 1e-9:
+                self._refused.add(ref)
+                log.warning(
+                    "model %s was trained on %gs windows, the stream closes %gs windows: not used",
+                    ref,
+                    loaded.spec.window_s,
+                    self.window_s,
                 )
+                continue
+            self._active[mtype] = loaded
+            self.loads += 1
+            log.info("model %s in use for %s machines", ref, mtype)
+
+    def _cannot_load(self, mtype: str, exc: Exception) -> None:
+        self._warn_once(
+            f"load:{mtype}:{exc}",
+            "cannot load the promoted model of %s from %s (%s); %s",
+            mtype,
+            self.registry_url,
+            exc,
+            "keeping the one in use" if mtype in self._active else "no model scores it",
+        )
 
     # -- scoring ----------------------------------------------------------------------------
 

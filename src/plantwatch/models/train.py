@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import glob
 import importlib.metadata
 import os
@@ -39,7 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from plantwatch.batch.layout import LayoutError, parse_instant
+from plantwatch.core.clock import iso_ms
+from plantwatch.core.codec import ts_ms
 from plantwatch.core.errors import ConfigError
+from plantwatch.core.reading import TS_TYPE
 from plantwatch.core.settings import Settings
 from plantwatch.detect.base import Model
 from plantwatch.models.features import (
@@ -52,17 +57,21 @@ from plantwatch.models.registry import ModelRef, Registry
 
 F64 = npt.NDArray[np.float64]
 ALGORITHMS = ("pca", "iforest")
-READING_COLUMNS = (
-    "machine_id",
-    "machine_type",
-    "sensor_id",
-    "kind",
-    "ts",
-    "seq",
-    "value",
-    "unit",
-    "quality",
+#: the processed readings training reads (the store's ``readings`` columns it needs)
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("machine_id", pa.string()),
+        ("machine_type", pa.string()),
+        ("sensor_id", pa.string()),
+        ("kind", pa.string()),
+        ("ts", TS_TYPE),
+        ("seq", pa.uint64()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("quality", pa.string()),
+    ]
 )
+READING_COLUMNS: tuple[str, ...] = tuple(HISTORY_SCHEMA.names)
 HOLDOUT = 0.2
 QUANTILE = 0.999
 MARGIN = 1.25
@@ -87,15 +96,11 @@ def make_model(name: str, seed: int = 0) -> Model:
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
+    """``--since``/``--until`` as export and replay read them (ISO 8601 or a span back)."""
     try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"not a time: {text!r} (use ISO 8601, e.g. 2026-12-01T00:00:00Z)"
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        return None if text is None else parse_instant(text)
+    except LayoutError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_history(
@@ -109,31 +114,36 @@ def read_history(
     """Processed readings (``READING_COLUMNS``) of ``source``, sorted by event time."""
     t0, t1 = _parse_time(since), _parse_time(until)
     if source.startswith("parquet://"):
-        table = _parquet(source.removeprefix("parquet://"))
+        table = _select(_parquet(source.removeprefix("parquet://")), machine_type, t0, t1)
     elif source.startswith(("chdb://", "http://", "https://")):
-        table = _store(source, settings, machine_type, t0, t1)
+        table = _store(source, settings, machine_type, t0, t1)  # selected by the query
     else:
         raise ConfigError(
             f"unsupported source {source!r}: use chdb://DIR (a data folder or its clickhouse "
             "folder), parquet://PATH (an export root, a folder of Parquet files or a file) "
             "or http(s)://clickhouse-host:port"
         )
-    conds = []
-    ts = pc.cast(table.column("ts"), pa.timestamp("ms", tz="UTC"))
-    if t0 is not None:
-        conds.append(pc.greater_equal(ts, pa.scalar(t0, pa.timestamp("ms", tz="UTC"))))
-    if t1 is not None:
-        conds.append(pc.less(ts, pa.scalar(t1, pa.timestamp("ms", tz="UTC"))))
-    if machine_type is not None:
-        conds.append(pc.equal(table.column("machine_type"), machine_type))
-    for c in conds:
-        table = table.filter(c)
     if table.num_rows == 0:
         what = f" of machine type {machine_type!r}" if machine_type else ""
         raise ConfigError(
             f"no readings{what} in {source} between {since or 'the start'} and {until or 'the end'}"
         )
     return table.sort_by([("ts", "ascending"), ("machine_id", "ascending")])
+
+
+def _select(
+    table: pa.Table, machine_type: str | None, t0: dt.datetime | None, t1: dt.datetime | None
+) -> pa.Table:
+    """The rows of one machine type in ``[t0, t1)`` (as the store query selects them)."""
+    ts = table.column("ts")
+    conds: list[Any] = []
+    if t0 is not None:
+        conds.append(pc.greater_equal(ts, pa.scalar(t0, TS_TYPE)))
+    if t1 is not None:
+        conds.append(pc.less(ts, pa.scalar(t1, TS_TYPE)))
+    if machine_type is not None:
+        conds.append(pc.equal(table.column("machine_type"), machine_type))
+    return table.filter(functools.reduce(pc.and_, conds)) if conds else table
 
 
 def _parquet(path: str) -> pa.Table:
@@ -151,23 +161,8 @@ def _parquet(path: str) -> pa.Table:
         missing = [c for c in READING_COLUMNS if c not in t.column_names]
         if missing:
             raise ConfigError(f"{f} is not a readings file: it lacks {', '.join(missing)}")
-        parts.append(t.select(list(READING_COLUMNS)).cast(_SCHEMA))
+        parts.append(t.select(list(READING_COLUMNS)).cast(HISTORY_SCHEMA))
     return pa.concat_tables(parts)
-
-
-_SCHEMA = pa.schema(
-    [
-        ("machine_id", pa.string()),
-        ("machine_type", pa.string()),
-        ("sensor_id", pa.string()),
-        ("kind", pa.string()),
-        ("ts", pa.timestamp("ms", tz="UTC")),
-        ("seq", pa.uint64()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-        ("quality", pa.string()),
-    ]
-)
 
 
 def _store(
@@ -177,7 +172,7 @@ def _store(
     t0: dt.datetime | None,
     t1: dt.datetime | None,
 ) -> pa.Table:
-    from plantwatch.store.client import open_store
+    from plantwatch.store.client import open_configured
 
     url = source
     if source.startswith("chdb://"):
@@ -189,12 +184,7 @@ def _store(
                 f"no chDB data at {folder}: give the data folder or its clickhouse folder"
             )
         url = f"chdb://{folder.resolve()}"
-    store = open_store(
-        url,
-        database=settings.database,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-    )
+    store = open_configured(settings.model_copy(update={"store_url": url}))
     try:
         db = store.database
         where: list[str] = ["1"]
@@ -220,7 +210,7 @@ def _store(
         )
     finally:
         store.close()
-    return table.cast(_SCHEMA)
+    return table.cast(HISTORY_SCHEMA)
 
 
 # -- features -------------------------------------------------------------------------------
@@ -247,7 +237,7 @@ def window_features(readings: pa.Table, settings: Settings) -> tuple[pa.Table, n
     config = dataclasses.replace(replay_config(settings), idle_source_s=3600.0)
     pipeline = Pipeline(config, machine_types=types, detectors=[], rules=[], models=None)
     feats = []
-    ts = pc.cast(readings.column("ts"), pa.int64()).to_numpy()
+    ts = ts_ms(readings)
     for start in range(0, readings.num_rows, CHUNK_ROWS):
         chunk = readings.slice(start, CHUNK_ROWS)
         now = int(ts[min(start + CHUNK_ROWS, readings.num_rows) - 1])
@@ -341,8 +331,8 @@ def fit_type(
             "method": THRESHOLD_METHOD,
         },
         "training": {
-            "from": _iso(int(ends[0])),
-            "to": _iso(int(ends[-1])),
+            "from": iso_ms(dt.datetime.fromtimestamp(ends[0] / 1000, dt.UTC)),
+            "to": iso_ms(dt.datetime.fromtimestamp(ends[-1] / 1000, dt.UTC)),
             "windows": len(x),
             "fit_windows": cut,
             "holdout_windows": len(x) - cut,
@@ -367,14 +357,6 @@ def _quantiles(s: F64) -> dict[str, float]:
         k: float(np.quantile(s, q))
         for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999), ("max", 1.0))
     }
-
-
-def _iso(ms: int) -> str:
-    return (
-        dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def train(

@@ -300,15 +300,21 @@ class Pipeline:
     def _judge(
         self, fired: list[Closed], updates: list[Closed], now_ms: int
     ) -> tuple[pa.Table, pa.Table, list[AlertEvent]]:
-        feats = [self._features(c, now_ms) for c in (*fired, *updates)]
+        # one features row per sensor with readings in the window
+        rows = [c.sensors[c.count[c.sensors] > 0] for c in (*fired, *updates)]
+        feats = [
+            self._features(c, r, now_ms) for c, r in zip((*fired, *updates), rows, strict=True)
+        ]
         anomalies: list[pa.Table] = []
         alerts: list[AlertEvent] = []
         if self.models is not None and fired:
             # every window closed in this batch, all machines of a type in one model call
-            types = [self.registry.types[self._feature_rows(c)] for c in fired]
+            n_fired = len(fired)
             anomalies.append(
                 self.models.score(
-                    pa.concat_tables(feats[: len(fired)]), np.concatenate(types), now_ms
+                    pa.concat_tables(feats[:n_fired]),
+                    self.registry.types[np.concatenate(rows[:n_fired])],
+                    now_ms,
                 )
             )
         for c in fired:
@@ -345,13 +351,7 @@ class Pipeline:
             out_of_range=c.out_of_range,
         )
 
-    @staticmethod
-    def _feature_rows(c: Closed) -> npt.NDArray[np.int64]:
-        """The sensors of a closed window with readings in it: one features row each."""
-        return c.sensors[c.count[c.sensors] > 0]
-
-    def _features(self, c: Closed, now_ms: int) -> pa.Table:
-        rows = self._feature_rows(c)
+    def _features(self, c: Closed, rows: npt.NDArray[np.int64], now_ms: int) -> pa.Table:
         machines, sensors = self.registry.names()
         kind = self.registry.kinds[rows]
         k = len(rows)
