@@ -46,8 +46,13 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--model", required=True, choices=ALGORITHMS, help="the algorithm")
     t.add_argument("--machine-type", default=None, metavar="T", help="only this machine type")
     t.add_argument("--name", default=None, help="registry name (default: the algorithm)")
-    t.add_argument("--since", default=None, metavar="TIME", help="history from (ISO 8601)")
-    t.add_argument("--until", default=None, metavar="TIME", help="history until (ISO 8601)")
+    t.add_argument(
+        "--since",
+        default=None,
+        metavar="T",
+        help="history from T (ISO 8601 or a span back: 7d), inclusive",
+    )
+    t.add_argument("--until", default=None, metavar="T", help="history until T (exclusive)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--promote", action="store_true", help="also promote the new version(s)")
     t.add_argument("--json", action="store_true", help="print the registered metadata as JSON")
